@@ -1,0 +1,70 @@
+"""Provenance recorded in every manifest: code version and runtime environment."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import olmoflow
+
+__all__ = ["code_version", "environment"]
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> dict[str, Any]:
+    """``{"version", "git_commit", "git_dirty"}`` of the olmoflow source (git fields None if not a checkout)."""
+    out: dict[str, Any] = {"version": olmoflow.__version__, "git_commit": None, "git_dirty": None}
+    src = Path(olmoflow.__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10)
+        if commit.returncode == 0:
+            out["git_commit"] = commit.stdout.strip()
+            status = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=20)
+            out["git_dirty"] = bool(status.stdout.strip()) if status.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _device() -> str:
+    """The accelerator a stage could have used; only asks torch if a stage already imported it."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return "cpu"
+    try:
+        if torch.cuda.is_available():
+            return f"cuda ({torch.cuda.get_device_name(0)}) x{torch.cuda.device_count()}"
+    except Exception:  # noqa: BLE001 - a broken CUDA setup must not break provenance
+        pass
+    return "cpu"
+
+
+def environment() -> dict[str, Any]:
+    """Python, torch, platform, device, host, CPU count."""
+    return {
+        "python": platform.python_version(),
+        "torch": _version("torch"),
+        "transformers": _version("transformers"),
+        "olmoflow": olmoflow.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "device": _device(),
+        "cpu_count": os.cpu_count(),
+        "host": socket.gethostname(),
+    }

@@ -1,0 +1,81 @@
+"""Content hashes: artifact ids, cache keys and fingerprints of external inputs.
+
+Artifact ids must not depend on where the workdir lives, nor on timings or host: they hash file
+contents (text files with the workdir's absolute path replaced by a placeholder) plus the stable
+manifest fields, never the volatile ones.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["canonical_json", "hash_json", "hash_path", "hash_tree"]
+
+#: files that are never part of an artifact's content hash (written by the runner itself)
+RUNNER_FILES = ("manifest.json", "COMPLETE")
+_TEXT_SUFFIXES = {".json", ".jsonl", ".txt", ".md", ".yaml", ".yml", ".csv", ".tsv", ".cfg", ".toml"}
+_MAX_NORMALIZED = 16 << 20  # text files larger than this are hashed as raw bytes
+_CHUNK = 1 << 20
+
+
+def canonical_json(data: Any) -> str:
+    """JSON with sorted keys and no whitespace: the form everything is hashed in."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def hash_json(data: Any, n: int = 64) -> str:
+    """sha256 hex (first ``n`` chars) of ``canonical_json(data)``."""
+    return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:n]
+
+
+def _file_digest(path: Path, replace: list[tuple[bytes, bytes]]) -> str:
+    h = hashlib.sha256()
+    if replace and path.suffix in _TEXT_SUFFIXES and path.stat().st_size <= _MAX_NORMALIZED:
+        data = path.read_bytes()
+        for old, new in replace:
+            data = data.replace(old, new)
+        h.update(data)
+    else:
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def hash_tree(
+    root: Path,
+    exclude: tuple[str, ...] = (),
+    normalize: dict[str, str] | None = None,
+) -> tuple[str, dict[str, str]]:
+    """sha256 over every file under ``root`` (relative path + content digest, sorted).
+
+    ``exclude`` holds glob patterns on relative POSIX paths. ``normalize`` maps strings (e.g.
+    the workdir's absolute path) to placeholders in small text files before hashing, so an
+    artifact that records a path does not change id when the workdir moves.
+    Returns (hex digest, {relative path: file digest}).
+    """
+    replace = sorted(((k.encode(), v.encode()) for k, v in (normalize or {}).items() if k),
+                     key=lambda kv: -len(kv[0]))
+    files: dict[str, str] = {}
+    for p in sorted(root.rglob("*")):
+        if not p.is_file():
+            continue
+        rel = p.relative_to(root).as_posix()
+        if any(fnmatch.fnmatch(rel, pat) for pat in exclude):
+            continue
+        files[rel] = _file_digest(p, replace)
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(rel.encode() + b"\0" + files[rel].encode() + b"\n")
+    return h.hexdigest(), files
+
+
+def hash_path(path: Path) -> str:
+    """Content fingerprint of an external input (a file or a directory tree)."""
+    if path.is_file():
+        return _file_digest(path, [])
+    return hash_tree(path)[0]

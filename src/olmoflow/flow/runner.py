@@ -1,0 +1,424 @@
+"""The flow runner: plan stages in dependency order, skip cached ones, run the rest.
+
+Cache key of a stage = sha256(stage type, resolved config, input artifact ids, seed). A stage
+whose key has a complete artifact in the workdir is skipped; changing one stage's config changes
+its key, so it reruns, and its descendants rerun only if its output content (artifact id) changed.
+Every event goes to ``WORKDIR/log.jsonl``; ``WORKDIR/flow.json`` records which artifact each stage
+of the last run produced (the report card and release bundle read it).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from olmoflow.errors import OlmoflowError
+from olmoflow.flow import estimate as est
+from olmoflow.flow.env import code_version, environment
+from olmoflow.flow.hashing import RUNNER_FILES, hash_json, hash_path, hash_tree
+from olmoflow.flow.registry import StageContext, StageType, get_stage_type, load_plugins
+from olmoflow.flow.spec import FlowSpec, InputRef, descendants, toposort
+from olmoflow.flow.store import COMPLETE, ArtifactStore, atomic_write, find_artifact_root, read_manifest
+
+__all__ = ["ResolvedInput", "RunResult", "StagePlan", "StageFailed", "run_flow"]
+
+STATE_FILE = "flow.json"
+LOG_FILE = "log.jsonl"
+
+
+class StageFailed(OlmoflowError):
+    """A stage raised or was interrupted; nothing was marked complete."""
+
+
+@dataclass
+class ResolvedInput:
+    name: str
+    kind: str  # "artifact" | "external" | "uri" | "pending"
+    path: Path | None = None
+    id: str | None = None
+    stage: str | None = None
+    subpath: str = ""
+    ref: str = ""
+
+    def key_part(self) -> dict[str, Any]:
+        """What enters the cache key: ids and sub paths, never absolute paths."""
+        return {"kind": self.kind, "id": self.id, "subpath": self.subpath}
+
+    def manifest(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind, "id": self.id, "ref": self.ref,
+                             "path": str(self.path) if self.path else None}
+        if self.stage:
+            d["stage"] = self.stage
+        if self.subpath:
+            d["subpath"] = self.subpath
+        return d
+
+
+@dataclass
+class StagePlan:
+    name: str
+    type: str
+    config: dict[str, Any]
+    inputs: dict[str, ResolvedInput] = field(default_factory=dict)
+    key: str | None = None
+    status: str = "pending"  # cached | run | planned | failed | pending
+    artifact_dir: Path | None = None
+    artifact_id: str | None = None
+    wall_s: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    estimate: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    workdir: Path
+    order: list[str]
+    stages: dict[str, StagePlan]
+
+    @property
+    def executed(self) -> list[str]:
+        return [n for n in self.order if self.stages[n].status == "run"]
+
+    @property
+    def cached(self) -> list[str]:
+        return [n for n in self.order if self.stages[n].status == "cached"]
+
+    def ids(self) -> dict[str, str | None]:
+        return {n: self.stages[n].artifact_id for n in self.order}
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _jsonable(x: Any) -> Any:
+    """Metrics to plain JSON (numpy / torch scalars become numbers)."""
+    def default(o: Any) -> Any:
+        if hasattr(o, "item"):
+            try:
+                return o.item()
+            except (ValueError, TypeError):
+                pass
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        return str(o)
+
+    return json.loads(json.dumps(x, default=default))
+
+
+class _Logger:
+    def __init__(self, path: Path | None):
+        self.path = path
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"time": round(time.time(), 3), "event": event, **fields}, default=str) + "\n")
+
+
+def _designate_fork(spec: FlowSpec, order: list[str], fork_stage: str | None) -> tuple[str, str]:
+    """Which stage/input ``olmoflow fork`` points at the checkpoint."""
+    name = fork_stage or spec.fork.get("stage")
+    if name:
+        if name not in spec.stages:
+            raise OlmoflowError(f"fork: no stage {name!r} in {spec.source} (stages: {', '.join(spec.stages)})")
+        inp = spec.fork.get("input") if spec.fork.get("stage") == name else None
+        inp = inp or get_stage_type(spec.stages[name].type).fork_input
+        if not inp:
+            raise OlmoflowError(f"fork: stage {name!r} (type {spec.stages[name].type}) takes no checkpoint "
+                                "input; set fork: {stage: NAME, input: INPUT} in the flow file")
+        return name, inp
+    for n in order:
+        inp = get_stage_type(spec.stages[n].type).fork_input
+        if inp:
+            return n, inp
+    raise OlmoflowError(f"fork: no stage in {spec.source} can start from a checkpoint "
+                        "(none of its stage types has a checkpoint input)")
+
+
+def apply_fork(spec: FlowSpec, origin: Path, fork_stage: str | None = None) -> dict[str, Any]:
+    """Point the designated stage's checkpoint input at ``origin``; return the fork record."""
+    origin = Path(origin).resolve()
+    if not origin.exists():
+        raise OlmoflowError(f"fork: {origin} does not exist")
+    order = toposort(spec)
+    name, inp = _designate_fork(spec, order, fork_stage)
+    spec.stages[name].inputs[inp] = InputRef(path=str(origin))
+    record: dict[str, Any] = {"from": str(origin), "stage": name, "input": inp}
+    root = find_artifact_root(origin)
+    if root is not None:
+        record["artifact_id"] = (root[0] / COMPLETE).read_text().strip()
+        record["artifact_stage"] = read_manifest(root[0]).get("stage")
+        record["subpath"] = root[1]
+    return record
+
+
+class Runner:
+    """Plans and runs one flow in one workdir."""
+
+    def __init__(self, spec: FlowSpec, workdir: Path, *, quiet: bool = False, dry_run: bool = False,
+                 fork: dict[str, Any] | None = None, console: Console | None = None):
+        self.spec = spec
+        self.workdir = Path(workdir).resolve()
+        self.quiet = quiet
+        self.dry_run = dry_run
+        self.fork = fork
+        self.store = ArtifactStore(self.workdir)
+        self.console = console or Console(stderr=False, quiet=quiet, highlight=False)
+        self.log = _Logger(None if dry_run else self.workdir / LOG_FILE)
+        load_plugins(spec.plugins, spec.base_dir)
+        self.order = toposort(spec)
+        self.types: dict[str, StageType] = {n: get_stage_type(spec.stages[n].type) for n in self.order}
+        self.fork_affected = (descendants(spec, fork["stage"]) | {fork["stage"]}) if fork else set()
+
+    # ---- planning -------------------------------------------------------------------------
+    def _resolve_config(self, name: str) -> dict[str, Any]:
+        st, raw = self.types[name], copy.deepcopy(self.spec.stages[name].config)
+        if st.resolve_config is None:
+            return raw
+        try:
+            return _jsonable(st.resolve_config(raw))
+        except OlmoflowError as e:
+            raise OlmoflowError(f"{self.spec.source}: stages.{name}.config: {e}") from None
+
+    def _resolve_input(self, name: str, inp: str, ref: InputRef, plans: dict[str, StagePlan]) -> ResolvedInput:
+        r = ResolvedInput(name=inp, kind="pending", ref=ref.describe(), subpath=ref.subpath)
+        if ref.stage is not None:
+            up = plans[ref.stage]
+            r.stage = ref.stage
+            if up.artifact_dir is not None and up.artifact_id is not None:
+                r.kind, r.id = "artifact", up.artifact_id
+                r.path = up.artifact_dir / ref.subpath if ref.subpath else up.artifact_dir
+                if not self.dry_run and not r.path.exists():
+                    raise OlmoflowError(f"{self.spec.source}: stages.{name}.inputs.{inp}: {ref.describe()} -> "
+                                        f"{r.path} does not exist in stage {ref.stage!r}'s output")
+            return r
+        assert ref.path is not None
+        if ref.is_uri:
+            r.kind, r.id = "uri", hash_json(ref.path)
+            return r
+        p = Path(ref.path).expanduser()
+        p = (p if p.is_absolute() else self.spec.base_dir / p).resolve()
+        r.path = p
+        if not p.exists():
+            if self.dry_run:
+                r.kind = "missing"
+                return r
+            raise OlmoflowError(f"{self.spec.source}: stages.{name}.inputs.{inp}: path not found: {p}")
+        root = find_artifact_root(p)
+        if root is not None:  # a path into another artifact (e.g. a checkpoint): keep the lineage
+            r.kind, r.id, r.subpath = "artifact", (root[0] / COMPLETE).read_text().strip(), root[1]
+            r.stage = read_manifest(root[0]).get("stage")
+        else:
+            r.kind, r.id = "external", hash_path(p)
+        return r
+
+    def _cache_key(self, plan: StagePlan) -> str | None:
+        if any(i.kind in ("pending", "missing") for i in plan.inputs.values()):
+            return None
+        return hash_json({"type": plan.type, "config": plan.config, "seed": self.spec.seed,
+                          "inputs": {k: v.key_part() for k, v in sorted(plan.inputs.items())}})
+
+    # ---- running --------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        plans: dict[str, StagePlan] = {}
+        for n in self.order:
+            plans[n] = StagePlan(name=n, type=self.spec.stages[n].type, config=self._resolve_config(n))
+            st = self.types[n]
+            try:
+                plans[n].estimate = (st.estimate or est.estimate)(plans[n].config)
+            except Exception:  # noqa: BLE001 - estimates are best effort
+                plans[n].estimate = {}
+        if self.dry_run:
+            return self._dry_run(plans)
+        for n in self.order:
+            if self.types[n].planned:
+                raise OlmoflowError(f"stage {n!r}: stage type {self.types[n].name!r} is not implemented yet "
+                                    "(planned); run with --dry-run to see the plan")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        t_run = time.time()
+        self.log("run_start", flow=self.spec.name, source=self.spec.source, seed=self.spec.seed,
+                 stages=self.order, fork=self.fork)
+        self.console.print(f"[bold]olmoflow run[/bold] {self.spec.name}: {len(self.order)} stages, "
+                           f"seed {self.spec.seed}, workdir {self.workdir}")
+        state = {"flow": self.spec.name, "source": self.spec.source, "seed": self.spec.seed,
+                 "started": _now(), "order": self.order, "fork": self.fork, "resolved_flow": self.spec.raw,
+                 "stages": {}}
+        try:
+            for i, n in enumerate(self.order, 1):
+                self._run_stage(i, plans[n], plans)
+                state["stages"][n] = self._state_entry(plans[n])
+                atomic_write(self.workdir / STATE_FILE, json.dumps(state, indent=2, default=str) + "\n")
+        finally:
+            state["ended"] = _now()
+            for n in self.order:
+                state["stages"].setdefault(n, self._state_entry(plans[n]))
+            atomic_write(self.workdir / STATE_FILE, json.dumps(state, indent=2, default=str) + "\n")
+        result = RunResult(self.workdir, self.order, plans)
+        self.log("run_end", executed=result.executed, cached=result.cached, wall_s=round(time.time() - t_run, 3))
+        self._summary(result)
+        return result
+
+    def _state_entry(self, p: StagePlan) -> dict[str, Any]:
+        return {"type": p.type, "status": p.status, "key": p.key, "id": p.artifact_id, "wall_s": p.wall_s,
+                "artifact": str(p.artifact_dir.relative_to(self.workdir)) if p.artifact_dir else None}
+
+    def _run_stage(self, i: int, plan: StagePlan, plans: dict[str, StagePlan]) -> None:
+        n, st = plan.name, self.types[plan.name]
+        spec = self.spec.stages[n]
+        plan.inputs = {k: self._resolve_input(n, k, ref, plans) for k, ref in spec.inputs.items()}
+        for k, r in plan.inputs.items():
+            if r.kind == "uri":
+                raise OlmoflowError(f"{self.spec.source}: stages.{n}.inputs.{k}: {r.ref} is a remote reference; "
+                                    "download it and give a local path")
+        plan.key = self._cache_key(plan)
+        assert plan.key is not None
+        tag = f"[{i}/{len(self.order)}] [bold]{n}[/bold] ({plan.type})"
+        cached = self.store.lookup(n, plan.key)
+        if cached is not None:
+            m = read_manifest(cached)
+            plan.status, plan.artifact_dir, plan.artifact_id = "cached", cached, m["id"]
+            plan.metrics, plan.wall_s = m.get("metrics", {}), m.get("wall_s")
+            self.log("stage_skip", stage=n, key=plan.key, artifact=m["id"])
+            self.console.print(f"{tag} [green]cached[/green] {m['id'][:12]}")
+            return
+        out = self.store.prepare(n, plan.key)
+        fork = self.fork if n in self.fork_affected else None
+        ctx = StageContext(stage=n, seed=self.spec.seed, workdir=self.workdir, quiet=self.quiet,
+                           fork_origin=fork, log_path=self.workdir / LOG_FILE)
+        started, t0 = _now(), time.time()
+        self.log("stage_start", stage=n, type=plan.type, key=plan.key, dir=str(out))
+        self.console.print(f"{tag} [yellow]running[/yellow] -> {out.relative_to(self.workdir)}")
+        try:
+            metrics = st.fn(copy.deepcopy(plan.config), {k: r.path for k, r in plan.inputs.items()}, out, ctx)
+        except BaseException as e:
+            tb = traceback.format_exc()
+            (out / "error.txt").write_text(tb)
+            plan.status = "failed"
+            self.log("stage_fail", stage=n, key=plan.key, error=f"{type(e).__name__}: {e}", traceback=tb)
+            if isinstance(e, KeyboardInterrupt | SystemExit):
+                raise
+            self.console.print(f"{tag} [red]failed[/red] after {time.time() - t0:.1f}s")
+            detail = str(e) if isinstance(e, OlmoflowError) else f"{type(e).__name__}: {e}"
+            raise StageFailed(f"stage {n!r} ({plan.type}) failed: {detail} (traceback: {out / 'error.txt'})") from e
+        wall = time.time() - t0
+        plan.metrics = _jsonable(metrics or {})
+        manifest = self._manifest(plan, st, fork, started, wall, out)
+        self.store.complete(out, manifest)
+        plan.status, plan.artifact_dir, plan.artifact_id, plan.wall_s = "run", out, manifest["id"], manifest["wall_s"]
+        self.log("stage_end", stage=n, key=plan.key, artifact=manifest["id"], wall_s=manifest["wall_s"],
+                 metrics=plan.metrics)
+        self.console.print(f"{tag} [green]done[/green] in {wall:.1f}s -> {manifest['id'][:12]}")
+
+    def _manifest(self, plan: StagePlan, st: StageType, fork: dict[str, Any] | None, started: str,
+                  wall: float, out: Path) -> dict[str, Any]:
+        content, files = hash_tree(out, exclude=RUNNER_FILES + ("error.txt",) + st.volatile_files,
+                                   normalize={str(out): "${ARTIFACT}", str(self.workdir): "${WORKDIR}"})
+        stable = {"stage": plan.name, "type": plan.type, "config": plan.config, "seed": self.spec.seed,
+                  "cache_key": plan.key, "inputs": {k: v.key_part() for k, v in sorted(plan.inputs.items())},
+                  "content": content}
+        return {
+            "format": "olmoflow-artifact-v1",
+            "id": hash_json(stable),
+            "stage": plan.name,
+            "type": plan.type,
+            "flow": self.spec.name,
+            "config": plan.config,
+            "config_hash": hash_json(plan.config, 16),
+            "cache_key": plan.key,
+            "seed": self.spec.seed,
+            "inputs": {k: v.manifest() for k, v in plan.inputs.items()},
+            "fork_origin": fork,
+            "metrics": plan.metrics,
+            "content": {"sha256": content, "files": len(files),
+                        "bytes": sum(p.stat().st_size for p in out.rglob("*") if p.is_file())},
+            "code_version": code_version(),
+            "started": started,
+            "ended": _now(),
+            "wall_s": round(wall, 3),
+            "environment": environment(),
+        }
+
+    # ---- output ---------------------------------------------------------------------------
+    def _summary(self, result: RunResult) -> None:
+        t = Table(title=f"flow {self.spec.name}", show_lines=False)
+        for col in ("stage", "type", "status", "wall s", "artifact"):
+            t.add_column(col)
+        for n in result.order:
+            p = result.stages[n]
+            t.add_row(n, p.type, p.status, f"{p.wall_s:.1f}" if p.wall_s is not None else "-",
+                      (p.artifact_id or "-")[:12])
+        self.console.print(t)
+        self.console.print(f"{len(result.executed)} stage(s) run, {len(result.cached)} cached; "
+                           f"log: {self.workdir / LOG_FILE}")
+
+    def _dry_run(self, plans: dict[str, StagePlan]) -> RunResult:
+        """Resolve what can be resolved without running anything and print the plan."""
+        for n in self.order:
+            p = plans[n]
+            p.inputs = {k: self._resolve_input(n, k, ref, plans) for k, ref in self.spec.stages[n].inputs.items()}
+            if self.types[n].planned:
+                p.status = "planned"
+                continue
+            p.key = self._cache_key(p)
+            hit = self.store.lookup(n, p.key) if p.key else None
+            if hit is not None:
+                p.status, p.artifact_dir, p.artifact_id = "cached", hit, read_manifest(hit)["id"]
+            else:
+                p.status = "run"
+        print_plan(self.console, self.spec, self.order, plans, self.types)
+        return RunResult(self.workdir, self.order, plans)
+
+
+def _fmt_num(x: float | None, unit: str = "") -> str:
+    if x is None:
+        return "-"
+    for div, suf in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suf}{unit}"
+    return f"{x:.3g}{unit}"
+
+
+def print_plan(console: Console, spec: FlowSpec, order: list[str], plans: dict[str, StagePlan],
+               types: dict[str, StageType]) -> None:
+    """The dry-run table: stage, type, inputs, status, tokens, params, estimated H100 GPU-hours."""
+    t = Table(title=f"plan: {spec.name} (seed {spec.seed}) — dry run, nothing executed")
+    for col in ("#", "stage", "type", "inputs", "status", "tokens", "params", "GPU-h (H100)"):
+        t.add_column(col, overflow="fold")
+    total = 0.0
+    for i, n in enumerate(order, 1):
+        p = plans[n]
+        e = p.estimate or {}
+        status = {"planned": "[magenta]planned (not implemented)[/magenta]", "cached": "[green]cached[/green]",
+                  "run": "[yellow]would run[/yellow]"}.get(p.status, p.status)
+        ins = ", ".join(f"{k}<-{r.ref}" for k, r in p.inputs.items()) or "-"
+        gh = e.get("gpu_hours")
+        total += gh or 0.0
+        t.add_row(str(i), n, p.type, ins, status, _fmt_num(e.get("tokens")), _fmt_num(e.get("params")),
+                  f"{gh:,.0f}" if gh is not None else "-")
+    console.print(t)
+    console.print(f"estimated total: {total:,.0f} H100 GPU-hours "
+                  f"(6·N·D / ({est.H100_BF16_FLOPS / 1e12:.0f} TFLOP/s bf16 × MFU {est.MFU}))")
+    missing = [f"{n}.{k}: {r.path}" for n in order for k, r in plans[n].inputs.items() if r.kind == "missing"]
+    if missing:
+        console.print("[yellow]inputs not found locally:[/yellow] " + "; ".join(missing))
+
+
+def run_flow(spec: FlowSpec, workdir: Path, *, quiet: bool = False, dry_run: bool = False,
+             fork_from: Path | None = None, fork_stage: str | None = None,
+             console: Console | None = None) -> RunResult:
+    """Run (or with ``dry_run`` only plan) ``spec`` in ``workdir``; see the module docstring."""
+    load_plugins(spec.plugins, spec.base_dir)
+    fork = apply_fork(spec, fork_from, fork_stage) if fork_from is not None else None
+    return Runner(spec, workdir, quiet=quiet, dry_run=dry_run, fork=fork, console=console).run()

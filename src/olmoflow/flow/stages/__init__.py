@@ -1,0 +1,8 @@
+"""Built-in stage types, one small module each.
+
+Importing this package only registers the types: every wrapper imports the package it wraps
+(olmoflow.data, olmoflow.train, ...) inside its ``run`` function, so planning a flow, or running
+one that does not use a stage, never needs that stage's extras.
+"""
+
+from olmoflow.flow.stages import planned  # noqa: F401  (planned last: real wrappers win)

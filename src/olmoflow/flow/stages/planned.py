@@ -1,0 +1,23 @@
+"""Stage types of the OLMo 3 flow that are declared but not implemented yet.
+
+``olmoflow run --dry-run`` plans them (with token counts and GPU-hour estimates); a real run stops
+with "stage type X is not implemented yet". Replace a line here with a real wrapper module when the
+stage lands.
+"""
+
+from __future__ import annotations
+
+from olmoflow.flow.registry import STAGES, register_planned
+
+PLANNED = {
+    "midtrain": "anneal from a pretraining checkpoint on a new mix, lr linearly to 0",
+    "longcontext": "context extension with YaRN on full-attention layers, lr linearly to 0",
+    "soup": "uniform weight average of several runs or checkpoints",
+    "sft": "supervised fine-tuning on packed chat data, loss on assistant tokens",
+    "dpo": "length-normalized DPO on delta-learning preference pairs",
+    "rlvr": "GRPO with verifiable rewards (math, code, instruction following)",
+}
+
+for _name, _desc in PLANNED.items():
+    if _name not in STAGES or STAGES[_name].planned:
+        register_planned(_name, _desc, fork_input=None if _name == "soup" else "init_from")

@@ -1,0 +1,117 @@
+"""The artifact store: ``WORKDIR/artifacts/<stage>-<cache key>/`` directories with manifests.
+
+A stage writes straight into its final directory; the runner then writes ``manifest.json`` and,
+last, an atomic ``COMPLETE`` marker holding the artifact id. Only directories with the marker
+count as artifacts, so a stage that fails or is killed leaves nothing marked complete, and the next
+run wipes the leftover directory and redoes it. (Writing in place rather than renaming a temp
+directory keeps any paths a stage records inside its output valid.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from olmoflow.errors import OlmoflowError
+
+__all__ = ["ArtifactStore", "atomic_write", "find_artifact_root", "read_manifest"]
+
+MANIFEST = "manifest.json"
+COMPLETE = "COMPLETE"
+KEY_LEN = 16
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file + rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_manifest(artifact_dir: Path) -> dict[str, Any]:
+    path = Path(artifact_dir) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise OlmoflowError(f"{artifact_dir}: not an artifact (no {MANIFEST})") from None
+    except json.JSONDecodeError as e:
+        raise OlmoflowError(f"{path}: corrupt manifest ({e})") from None
+
+
+def is_complete(artifact_dir: Path) -> bool:
+    return (Path(artifact_dir) / COMPLETE).is_file() and (Path(artifact_dir) / MANIFEST).is_file()
+
+
+def find_artifact_root(path: Path) -> tuple[Path, str] | None:
+    """If ``path`` lies inside a complete artifact, return (artifact dir, sub path), else None."""
+    path = Path(path).resolve()
+    for cand in [path, *path.parents]:
+        if is_complete(cand):
+            return cand, path.relative_to(cand).as_posix() if cand != path else ""
+    return None
+
+
+class ArtifactStore:
+    """Artifacts of one workdir, addressable by (stage, cache key) or by artifact id (prefix)."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = Path(workdir)
+        self.root = self.workdir / "artifacts"
+
+    def dir_for(self, stage: str, key: str) -> Path:
+        return self.root / f"{stage}-{key[:KEY_LEN]}"
+
+    def lookup(self, stage: str, key: str) -> Path | None:
+        """The complete artifact cached under this key, or None."""
+        d = self.dir_for(stage, key)
+        return d if is_complete(d) else None
+
+    def prepare(self, stage: str, key: str) -> Path:
+        """A fresh, empty output directory for a stage about to run (wipes an incomplete leftover)."""
+        d = self.dir_for(stage, key)
+        if d.exists():
+            if is_complete(d):
+                raise OlmoflowError(f"{d}: already complete; refusing to overwrite")
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        return d
+
+    def complete(self, artifact_dir: Path, manifest: dict[str, Any]) -> None:
+        """Write the manifest, then the COMPLETE marker (atomically, last)."""
+        atomic_write(artifact_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+        atomic_write(artifact_dir / COMPLETE, manifest["id"] + "\n")
+
+    def all(self) -> list[Path]:
+        """Every complete artifact directory in this workdir."""
+        if not self.root.is_dir():
+            return []
+        return sorted(d for d in self.root.iterdir() if d.is_dir() and is_complete(d))
+
+    def find(self, ref: str) -> Path:
+        """Resolve an artifact id, id prefix (>= 6 chars), or ``stage-key`` directory name."""
+        ref = ref.strip()
+        if (self.root / ref).is_dir() and is_complete(self.root / ref):
+            return self.root / ref
+        hits = []
+        for d in self.all():
+            aid = (d / COMPLETE).read_text().strip()
+            if aid == ref or (len(ref) >= 6 and aid.startswith(ref)):
+                hits.append(d)
+        if not hits:
+            raise OlmoflowError(f"no artifact {ref!r} in {self.root}")
+        if len({(d / COMPLETE).read_text().strip() for d in hits}) > 1:
+            raise OlmoflowError(f"artifact id prefix {ref!r} is ambiguous in {self.root}: "
+                                + ", ".join(d.name for d in hits))
+        return hits[0]

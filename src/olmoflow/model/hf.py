@@ -1,0 +1,274 @@
+"""Interop with transformers' OLMo 2 / OLMo 3 format (config.json + safetensors).
+
+Every config field is honoured as written: an explicit ``layer_types`` list, ``sliding_window``,
+``rope_theta`` / ``rope_parameters`` / ``rope_scaling`` (per layer type for OLMo 3),
+``num_key_value_heads``, ``rms_norm_eps``. Exports are loadable by ``AutoModelForCausalLM`` and vLLM.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from olmoflow.errors import OlmoflowError
+from olmoflow.model.config import ModelConfig, YarnConfig
+from olmoflow.model.io import ModelLoadError, find_model_dir, read_safetensors
+from olmoflow.model.olmo import Olmo
+
+SUPPORTED = {"olmo2": "Olmo2ForCausalLM", "olmo3": "Olmo3ForCausalLM"}
+_REQUIRED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+_TYPE_FROM_HF = {"full_attention": "full", "sliding_attention": "sliding"}
+_TYPE_TO_HF = {v: k for k, v in _TYPE_FROM_HF.items()}
+
+# ours -> transformers, per block (prefix model.layers.{i}.)
+_BLOCK_KEYS = {
+    "attn.q.weight": "self_attn.q_proj.weight",
+    "attn.k.weight": "self_attn.k_proj.weight",
+    "attn.v.weight": "self_attn.v_proj.weight",
+    "attn.o.weight": "self_attn.o_proj.weight",
+    "attn.q_norm.weight": "self_attn.q_norm.weight",
+    "attn.k_norm.weight": "self_attn.k_norm.weight",
+    "attn_norm.weight": "post_attention_layernorm.weight",
+    "mlp.gate.weight": "mlp.gate_proj.weight",
+    "mlp.up.weight": "mlp.up_proj.weight",
+    "mlp.down.weight": "mlp.down_proj.weight",
+    "mlp_norm.weight": "post_feedforward_layernorm.weight",
+}
+_TOP_KEYS = {"embed.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",
+             "lm_head.weight": "lm_head.weight"}
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+
+
+def hf_key(ours: str) -> str:
+    """Map a native state-dict key to its transformers name."""
+    if ours in _TOP_KEYS:
+        return _TOP_KEYS[ours]
+    _, i, rest = ours.split(".", 2)
+    return f"model.layers.{i}.{_BLOCK_KEYS[rest]}"
+
+
+# --------------------------------------------------------------------------- HF -> ours
+
+
+def _yarn(params: dict, where: str) -> YarnConfig | None:
+    rtype = params.get("rope_type", params.get("type", "default"))
+    if rtype in (None, "default"):
+        return None
+    if rtype != "yarn":
+        raise ModelLoadError(f"{where}: rope_type {rtype!r} is not supported (supported: default, yarn)")
+    if "original_max_position_embeddings" not in params:
+        raise ModelLoadError(f"{where}: yarn rope parameters need original_max_position_embeddings")
+    return YarnConfig(
+        factor=float(params["factor"]),
+        beta_fast=float(params.get("beta_fast") or 32.0),
+        beta_slow=float(params.get("beta_slow") or 1.0),
+        original_max_seq_len=int(params["original_max_position_embeddings"]),
+        attention_factor=params.get("attention_factor"),
+        truncate=bool(params.get("truncate", True)),
+    )
+
+
+def config_from_hf(hf: dict, source: Path | str = "config.json") -> ModelConfig:
+    """Translate a transformers OLMo 2/3 config.json into a ModelConfig (one-line errors on problems)."""
+    mt = hf.get("model_type")
+    if mt not in SUPPORTED:
+        raise ModelLoadError(f"{source}: model_type {mt!r} is not supported (supported: olmo2, olmo3)")
+    missing = [k for k in _REQUIRED if k not in hf]
+    if missing:
+        raise ModelLoadError(f"{source}: missing required fields: {', '.join(missing)}")
+    if hf.get("attention_bias"):
+        raise ModelLoadError(f"{source}: attention_bias=true is not part of the OLMo architecture")
+    if hf.get("tie_word_embeddings"):
+        raise ModelLoadError(f"{source}: tie_word_embeddings=true is not supported (OLMo unties them)")
+    n_layers = int(hf["num_hidden_layers"])
+    theta = float(hf.get("rope_theta", 10000.0 if mt == "olmo2" else 500000.0))
+    rp = hf.get("rope_parameters")
+    full_params: dict = {}
+    slide_params: dict = {}
+    if mt == "olmo3" and isinstance(rp, dict) and ("full_attention" in rp or "sliding_attention" in rp):
+        full_params = dict(rp.get("full_attention") or {})
+        slide_params = dict(rp.get("sliding_attention") or {})
+    elif isinstance(rp, dict):
+        full_params = dict(rp)
+    if hf.get("rope_scaling"):
+        full_params = {**full_params, **hf["rope_scaling"]}
+    theta_full = float(full_params.get("rope_theta", theta))
+    theta_slide = float(slide_params.get("rope_theta", theta))
+    if mt == "olmo3":
+        raw_types = hf.get("layer_types") or [
+            "sliding_attention" if (i + 1) % 4 != 0 else "full_attention" for i in range(n_layers)
+        ]
+        try:
+            layer_types = [_TYPE_FROM_HF[t] for t in raw_types]
+        except KeyError as e:
+            raise ModelLoadError(f"{source}: unknown layer type {e.args[0]!r} in layer_types") from None
+        window = hf.get("sliding_window", 4096)
+    else:
+        layer_types, window = ["full"] * n_layers, None
+    eos = hf.get("eos_token_id")
+    if isinstance(eos, list):
+        eos = eos[0] if eos else None
+    try:
+        return ModelConfig(
+            name=hf.get("_name_or_path") or f"hf-{mt}",
+            flavor=mt,
+            vocab_size=int(hf["vocab_size"]),
+            d_model=int(hf["hidden_size"]),
+            n_layers=n_layers,
+            n_heads=int(hf["num_attention_heads"]),
+            n_kv_heads=int(hf.get("num_key_value_heads") or hf["num_attention_heads"]),
+            head_dim=hf.get("head_dim"),
+            mlp_hidden=int(hf["intermediate_size"]),
+            max_seq_len=int(hf.get("max_position_embeddings", 4096)),
+            rope_theta=theta_full,
+            rope_theta_sliding=theta_slide if theta_slide != theta_full else None,
+            rms_eps=float(hf.get("rms_norm_eps", 1e-5)),
+            sliding_window=window if "sliding" in layer_types else (window or None),
+            layer_types=layer_types,
+            rope_scaling=_yarn(full_params, f"{source}: rope (full layers)"),
+            rope_scaling_sliding=_yarn(slide_params, f"{source}: rope (sliding layers)") if slide_params else None,
+            init_std=float(hf.get("initializer_range", 0.02)),
+            eos_token_id=eos if eos is not None else 0,
+            pad_token_id=hf.get("pad_token_id") if hf.get("pad_token_id") is not None else 0,
+            bos_token_id=hf.get("bos_token_id"),
+        )
+    except (ValueError, TypeError) as e:
+        raise ModelLoadError(f"{source}: invalid config: {str(e).splitlines()[0]}") from None
+
+
+def _hf_weight_files(d: Path) -> list[Path]:
+    index = d / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [d / f for f in files]
+    single = d / "model.safetensors"
+    if single.is_file():
+        return [single]
+    shards = sorted(d.glob("*.safetensors"))
+    if shards:
+        return shards
+    pickles = sorted(p.name for p in d.glob("*.bin")) + sorted(p.name for p in d.glob("*.pt"))
+    if pickles:
+        raise ModelLoadError(f"{d}: only pickle weights found ({pickles[0]}); olmoflow loads safetensors only")
+    raise ModelLoadError(f"{d}: no safetensors weights found")
+
+
+def state_from_hf(d: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Read HF safetensors and rename to native keys."""
+    hf_state: dict[str, torch.Tensor] = {}
+    for f in _hf_weight_files(d):
+        if not f.is_file():
+            raise ModelLoadError(f"{f}: listed in the index but missing")
+        hf_state.update(read_safetensors(f))
+    ours = {}
+    names = [f"blocks.{i}.{k}" for i in range(cfg.n_layers) for k in _BLOCK_KEYS] + list(_TOP_KEYS)
+    for name in names:
+        key = hf_key(name)
+        if key not in hf_state:
+            raise ModelLoadError(f"{d}: weight {key} missing")
+        ours[name] = hf_state[key]
+    return ours
+
+
+# --------------------------------------------------------------------------- ours -> HF
+
+
+def _rope_params(theta: float, yarn: YarnConfig | None) -> dict:
+    if yarn is None:
+        return {"rope_type": "default", "rope_theta": theta}
+    out = {"rope_type": "yarn", "rope_theta": theta, "factor": yarn.factor, "beta_fast": yarn.beta_fast,
+           "beta_slow": yarn.beta_slow, "original_max_position_embeddings": yarn.original_max_seq_len,
+           "truncate": yarn.truncate}
+    if yarn.attention_factor is not None:
+        out["attention_factor"] = yarn.attention_factor
+    return out
+
+
+def config_to_hf(cfg: ModelConfig, dtype: str = "float32") -> dict:
+    """A transformers config.json dict with every field set explicitly."""
+    hf = {
+        "architectures": [SUPPORTED[cfg.flavor]],
+        "model_type": cfg.flavor,
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.d_model,
+        "intermediate_size": cfg.mlp_hidden,
+        "num_hidden_layers": cfg.n_layers,
+        "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.n_kv_heads,
+        "head_dim": cfg.head_dim,
+        "hidden_act": "silu",
+        "max_position_embeddings": cfg.max_seq_len,
+        "initializer_range": cfg.init_std,
+        "rms_norm_eps": cfg.rms_eps,
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "tie_word_embeddings": False,
+        "use_cache": True,
+        "eos_token_id": cfg.eos_token_id,
+        "pad_token_id": cfg.pad_token_id,
+        "bos_token_id": cfg.bos_token_id,
+        "dtype": dtype,
+    }
+    full = _rope_params(cfg.rope_theta, cfg.rope_scaling)
+    if cfg.flavor == "olmo3":
+        slide = _rope_params(cfg.rope_theta_sliding or cfg.rope_theta, cfg.rope_scaling_sliding)
+        hf["rope_parameters"] = {"full_attention": full, "sliding_attention": slide}
+        hf["layer_types"] = [_TYPE_TO_HF[t] for t in cfg.layer_types]
+        hf["sliding_window"] = cfg.sliding_window
+    else:
+        if cfg.rope_scaling_sliding is not None or "sliding" in cfg.layer_types:
+            raise OlmoflowError("olmo2 has no sliding-window layers; use flavor olmo3")
+        hf["rope_parameters"] = full
+    hf["rope_theta"] = cfg.rope_theta
+    return hf
+
+
+def export_hf(
+    model_or_path: Olmo | str | Path,
+    out_dir: str | Path,
+    tokenizer_dir: str | Path | None = None,
+    dtype: str = "float32",
+) -> Path:
+    """Write a transformers/vLLM-loadable directory: config.json, model.safetensors, tokenizer files."""
+    from olmoflow.model.io import load
+
+    model = model_or_path if isinstance(model_or_path, Olmo) else load(model_or_path)
+    if tokenizer_dir is None and not isinstance(model_or_path, Olmo):
+        src = find_model_dir(model_or_path)
+        tokenizer_dir = src if (src / "tokenizer.json").is_file() else None
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    state = {hf_key(k): v.detach().to(tdtype).contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    cfg = model.cfg
+    (out / "config.json").write_text(json.dumps(config_to_hf(cfg, dtype), indent=2) + "\n")
+    gen = {"eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id}
+    if cfg.bos_token_id is not None:
+        gen["bos_token_id"] = cfg.bos_token_id
+    (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
+    if tokenizer_dir is not None:
+        tdir = Path(tokenizer_dir)
+        if not (tdir / "tokenizer.json").is_file():
+            raise OlmoflowError(f"{tdir}: no tokenizer.json to export")
+        for name in _TOKENIZER_FILES:
+            if (tdir / name).is_file():
+                shutil.copyfile(tdir / name, out / name)
+    return out
+
+
+def import_hf(hf_dir: str | Path, out_dir: str | Path) -> Path:
+    """Convert a transformers OLMo directory into a native checkpoint (tokenizer files carried along)."""
+    from olmoflow.model.io import load, save
+
+    model = load(hf_dir)
+    out = save(model, out_dir)
+    src = find_model_dir(hf_dir)
+    for name in _TOKENIZER_FILES:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, out / name)
+    return out

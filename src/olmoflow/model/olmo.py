@@ -1,0 +1,304 @@
+"""The OLMo 2 / OLMo 3 transformer, readable top to bottom.
+
+Block ("reordered norm"): ``h = x + RMSNorm(attn(x))``, ``out = h + RMSNorm(mlp(h))``. QK-norm over
+the full projected q and k before RoPE, SwiGLU MLP, GQA, per-layer full or sliding-window attention,
+no biases, untied embedding and head. Norms, RoPE and the loss run in float32. The file holds no
+distributed code: FSDP, activation checkpointing and compile are applied from outside.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from olmoflow.model.config import ModelConfig
+from olmoflow.model.rope import Rotary, apply_rotary
+
+
+class RMSNorm(nn.Module):
+    """Weight-only RMSNorm computed in float32."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (self.weight.float() * xf).to(x.dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_type: str):
+        super().__init__()
+        self.n_heads, self.n_kv, self.hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.layer_type = layer_type
+        self.q = nn.Linear(cfg.d_model, self.n_heads * self.hd, bias=False)
+        self.k = nn.Linear(cfg.d_model, self.n_kv * self.hd, bias=False)
+        self.v = nn.Linear(cfg.d_model, self.n_kv * self.hd, bias=False)
+        self.o = nn.Linear(self.n_heads * self.hd, cfg.d_model, bias=False)
+        self.q_norm = RMSNorm(self.n_heads * self.hd, cfg.rms_eps)
+        self.k_norm = RMSNorm(self.n_kv * self.hd, cfg.rms_eps)
+
+    def forward(self, x: torch.Tensor, ctx: _AttnContext, layer_idx: int) -> torch.Tensor:
+        b, t, _ = x.shape
+        q = self.q_norm(self.q(x)).view(b, t, self.n_heads, self.hd)
+        k = self.k_norm(self.k(x)).view(b, t, self.n_kv, self.hd)
+        v = self.v(x).view(b, t, self.n_kv, self.hd)
+        cos, sin = ctx.rope[self.layer_type]
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        if ctx.cache is not None:
+            k, v = ctx.cache.update(layer_idx, self.layer_type, k, v)
+        mask = ctx.masks[self.layer_type]
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=self.n_kv != self.n_heads
+        )
+        return self.o(y.transpose(1, 2).reshape(b, t, self.n_heads * self.hd))
+
+
+class MLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate = nn.Linear(cfg.d_model, cfg.mlp_hidden, bias=False)
+        self.up = nn.Linear(cfg.d_model, cfg.mlp_hidden, bias=False)
+        self.down = nn.Linear(cfg.mlp_hidden, cfg.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.attn = Attention(cfg, cfg.layer_types[layer_idx])
+        self.attn_norm = RMSNorm(cfg.d_model, cfg.rms_eps)
+        self.mlp = MLP(cfg)
+        self.mlp_norm = RMSNorm(cfg.d_model, cfg.rms_eps)
+
+    def forward(self, x: torch.Tensor, ctx: _AttnContext) -> torch.Tensor:
+        h = x + self.attn_norm(self.attn(x, ctx, self.layer_idx))
+        return h + self.mlp_norm(self.mlp(h))
+
+
+class _AttnContext:
+    """What every layer needs for one forward: cos/sin and masks per layer type, and the cache."""
+
+    def __init__(self, rope: dict, masks: dict, cache: KVCache | None):
+        self.rope, self.masks, self.cache = rope, masks, cache
+
+
+class Olmo(nn.Module):
+    """Decoder-only OLMo 2 / OLMo 3 language model; ``forward`` returns logits [B, T, vocab]."""
+
+    def __init__(self, cfg: ModelConfig, init: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.d_model, cfg.rms_eps)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.rotary = {
+            "full": Rotary(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling),
+            "sliding": Rotary(cfg.head_dim, cfg.rope_theta_sliding or cfg.rope_theta, cfg.rope_scaling_sliding),
+        }
+        if init:
+            self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        """Truncated normal (std 0.02, cut at ±3σ) for every linear, the embedding and the head; norms 1."""
+        std = self.cfg.init_std
+        for m in self.modules():
+            if isinstance(m, nn.Linear | nn.Embedding):
+                nn.init.trunc_normal_(m.weight, 0.0, std, -3 * std, 3 * std, generator=generator)
+            elif isinstance(m, RMSNorm):
+                m.weight.fill_(1.0)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        doc_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """Logits for ``input_ids`` [B, T].
+
+        doc_ids: [B, T] document index per token for packed sequences: attention stays within a
+            document and positions restart at 0 for each document.
+        attention_mask: [B, T] 1 for real tokens, 0 for padding (e.g. left-padded batches).
+        cache: a KVCache for incremental decoding; positions continue from what it holds.
+        """
+        b, t = input_ids.shape
+        dev = input_ids.device
+        valid = attention_mask.bool() if attention_mask is not None else None
+        if cache is not None:
+            if doc_ids is not None:
+                raise ValueError("doc_ids are not supported with a KV cache")
+            if valid is None:
+                valid = torch.ones(b, t, dtype=torch.bool, device=dev)
+            if position_ids is None:
+                position_ids = cache.next_positions(valid)
+            masks = cache.begin(position_ids, valid)
+        else:
+            if position_ids is None:
+                position_ids = _default_positions(b, t, dev, doc_ids, valid)
+            masks = _masks(self.cfg, t, dev, doc_ids, valid)
+        types = set(self.cfg.layer_types)
+        rope = {lt: self.rotary[lt](position_ids) for lt in types}
+        ctx = _AttnContext(rope, masks, cache)
+        x = self.embed(input_ids)
+        for block in self.blocks:
+            x = block(x, ctx)
+        if cache is not None:
+            cache.end(t)
+        return self.lm_head(self.norm(x))
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _default_positions(b, t, dev, doc_ids, valid) -> torch.Tensor:
+    if doc_ids is not None:
+        idx = torch.arange(t, device=dev).expand(b, t)
+        starts = torch.ones_like(doc_ids, dtype=torch.bool)
+        starts[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
+        start_idx = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=1).values
+        return idx - start_idx
+    if valid is not None:
+        return (valid.long().cumsum(1) - 1).clamp(min=0)
+    return torch.arange(t, device=dev).expand(b, t)
+
+
+def _masks(cfg: ModelConfig, t: int, dev, doc_ids, valid) -> dict[str, torch.Tensor | None]:
+    """Boolean attention masks (True = attend) per layer type; None means plain causal."""
+    idx = torch.arange(t, device=dev)
+    causal = idx[None, :] <= idx[:, None]
+    window = cfg.sliding_window or t
+    out: dict[str, torch.Tensor | None] = {}
+    for lt in set(cfg.layer_types):
+        m = causal & (idx[:, None] - idx[None, :] < window) if lt == "sliding" and window < t else None
+        if doc_ids is None and valid is None:
+            out[lt] = m
+            continue
+        m = (causal if m is None else m)[None]
+        if doc_ids is not None:
+            m = m & (doc_ids[:, :, None] == doc_ids[:, None, :])
+        if valid is not None:
+            m = (m & valid[:, None, :]) | ~valid[:, :, None]  # pad queries see everything (no NaN)
+        out[lt] = m[:, None]
+    return out
+
+
+class KVCache:
+    """Preallocated keys/values for incremental decoding.
+
+    Full-attention layers keep every position; sliding-window layers keep a ring of ``window``
+    slots, so their memory stays bounded however long the generation runs. Each slot remembers its
+    token position (-1 = empty or padding) and masks are built from positions, so left-padded
+    batches of different prompt lengths decode exactly like unpadded single prompts.
+    """
+
+    def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
+        self.cfg, self.b, self.max_len = cfg, batch_size, max_len
+        self.window = min(cfg.sliding_window or max_len, max_len)
+        self.n = 0  # slots written so far (the same for every row)
+        self._next = torch.zeros(batch_size, dtype=torch.long, device=device)
+        shape = {"full": max_len, "sliding": self.window}
+        self.pos = {lt: torch.full((batch_size, shape[lt]), -1, dtype=torch.long, device=device) for lt in shape}
+        self.k: dict[int, torch.Tensor] = {}
+        self.v: dict[int, torch.Tensor] = {}
+        for i, lt in enumerate(cfg.layer_types):
+            s = (batch_size, cfg.n_kv_heads, shape[lt], cfg.head_dim)
+            self.k[i] = torch.zeros(s, dtype=dtype, device=device)
+            self.v[i] = torch.zeros(s, dtype=dtype, device=device)
+        self._new_pos: torch.Tensor | None = None
+        self._ring_pos_before: torch.Tensor | None = None
+
+    def next_positions(self, valid: torch.Tensor) -> torch.Tensor:
+        return self._next[:, None] + (valid.long().cumsum(1) - 1).clamp(min=0)
+
+    def _ring_slots(self, t: int) -> tuple[torch.Tensor, int]:
+        m = min(t, self.window)
+        slots = (self.n + t - m + torch.arange(m, device=self._next.device)) % self.window
+        return slots, m
+
+    def begin(self, qpos: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Record the new tokens' positions and return per-type masks [B, 1, T, S]."""
+        t = qpos.shape[1]
+        if self.n + t > self.max_len:
+            raise ValueError(f"KV cache full: {self.n} + {t} tokens > max_len {self.max_len}")
+        newpos = torch.where(valid, qpos, torch.full_like(qpos, -1))
+        self.pos["full"][:, self.n : self.n + t] = newpos
+        masks = {}
+        q = qpos[:, :, None]
+        kfull = self.pos["full"][:, None, : self.n + t]
+        masks["full"] = ((kfull >= 0) & (kfull <= q)) | ~valid[:, :, None]
+        ring = self.pos["sliding"]
+        kslide = torch.cat([ring, newpos], dim=1)[:, None, :]
+        masks["sliding"] = ((kslide >= 0) & (kslide <= q) & (kslide > q - self.window)) | ~valid[:, :, None]
+        slots, m = self._ring_slots(t)
+        ring.index_copy_(1, slots, newpos[:, t - m :])
+        self._next = self._next + valid.long().sum(1)
+        return {k: v[:, None] for k, v in masks.items()}
+
+    def update(self, layer: int, layer_type: str, k: torch.Tensor, v: torch.Tensor):
+        """Store this step's k/v [B, KV, T, hd]; return the keys/values to attend over."""
+        t = k.shape[2]
+        if layer_type == "full":
+            self.k[layer][:, :, self.n : self.n + t] = k
+            self.v[layer][:, :, self.n : self.n + t] = v
+            return self.k[layer][:, :, : self.n + t], self.v[layer][:, :, : self.n + t]
+        k_all = torch.cat([self.k[layer], k], dim=2)
+        v_all = torch.cat([self.v[layer], v], dim=2)
+        slots, m = self._ring_slots(t)
+        self.k[layer].index_copy_(2, slots, k[:, :, t - m :])
+        self.v[layer].index_copy_(2, slots, v[:, :, t - m :])
+        return k_all, v_all
+
+    def end(self, t: int) -> None:
+        self.n += t
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep only/reorder batch rows (e.g. drop finished sequences)."""
+        self._next = self._next[index]
+        for lt in self.pos:
+            self.pos[lt] = self.pos[lt][index]
+        for i in self.k:
+            self.k[i] = self.k[i][index]
+            self.v[i] = self.v[i][index]
+        self.b = int(index.numel())
+
+
+def lm_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    z_loss: float = 1e-5,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Cross-entropy + z_loss · logsumexp², in float32, over tokens whose label != ignore_index.
+
+    reduction "mean" averages over valid tokens; "sum" returns sums (for token-mean across
+    micro-batches, divide by the global token count yourself).
+    """
+    logits = logits.float().reshape(-1, logits.shape[-1])
+    labels = labels.reshape(-1)
+    valid = labels != ignore_index
+    ce = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="sum")
+    lse = torch.logsumexp(logits, dim=-1)
+    z = (lse.pow(2) * valid).sum()
+    n = valid.sum()
+    if reduction == "mean":
+        denom = n.clamp(min=1)
+        ce, z = ce / denom, z / denom
+    elif reduction != "sum":
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    loss = ce + z_loss * z
+    return loss, {"ce": ce.detach(), "z": z.detach(), "n_tokens": n.detach()}

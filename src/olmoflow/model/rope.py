@@ -1,0 +1,65 @@
+"""Rotary position embeddings (rotate-half layout) with optional YaRN, computed in float32."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from olmoflow.model.config import YarnConfig
+
+
+def inv_frequencies(head_dim: int, theta: float, yarn: YarnConfig | None = None) -> tuple[torch.Tensor, float]:
+    """Inverse frequencies [head_dim/2] and the cos/sin scale (1.0 without YaRN).
+
+    YaRN keeps high-frequency dimensions (many rotations within the original context) as they are,
+    interpolates low-frequency ones by ``factor``, and ramps linearly between the two, with the
+    ramp bounds set by ``beta_fast`` / ``beta_slow`` rotations over the original context.
+    """
+    exponents = torch.arange(0, head_dim, 2, dtype=torch.float32, device="cpu") / head_dim
+    pos_freqs = theta**exponents
+    inv_freq = 1.0 / pos_freqs
+    if yarn is None:
+        return inv_freq, 1.0
+
+    def correction_dim(rotations: float) -> float:
+        return head_dim * math.log(yarn.original_max_seq_len / (rotations * 2 * math.pi)) / (2 * math.log(theta))
+
+    low, high = correction_dim(yarn.beta_fast), correction_dim(yarn.beta_slow)
+    if yarn.truncate:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, head_dim - 1)
+    if low == high:
+        high += 0.001
+    ramp = ((torch.arange(head_dim // 2, dtype=torch.float32, device="cpu") - low) / (high - low)).clamp(0, 1)
+    keep = 1.0 - ramp  # 1 = extrapolate (keep original frequency), 0 = interpolate
+    inv_freq = (inv_freq / yarn.factor) * (1 - keep) + inv_freq * keep
+    scale = yarn.attention_factor
+    if scale is None:
+        scale = 0.1 * math.log(yarn.factor) + 1.0
+    return inv_freq, float(scale)
+
+
+class Rotary:
+    """cos/sin for given positions; one instance per distinct (theta, yarn) in the model."""
+
+    def __init__(self, head_dim: int, theta: float, yarn: YarnConfig | None = None):
+        self.inv_freq, self.scale = inv_frequencies(head_dim, theta, yarn)
+        self._device_cache: dict[torch.device, torch.Tensor] = {}
+
+    def __call__(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """positions [B, T] (int) -> cos, sin [B, T, 1, head_dim] in float32."""
+        inv = self._device_cache.get(positions.device)
+        if inv is None:
+            inv = self._device_cache[positions.device] = self.inv_freq.to(positions.device)
+        freqs = positions.to(torch.float32)[..., None] * inv
+        emb = torch.cat((freqs, freqs), dim=-1)[:, :, None, :]
+        return emb.cos() * self.scale, emb.sin() * self.scale
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x [B, T, H, hd] in float32 and cast back to its dtype."""
+    xf = x.float()
+    x1, x2 = xf.chunk(2, dim=-1)
+    rotated = torch.cat((-x2, x1), dim=-1)
+    return (xf * cos + rotated * sin).to(x.dtype)

@@ -1,0 +1,131 @@
+"""Stream training text for the tokenizer from Dolma JSONL or plain text files.
+
+- JSONL (``.jsonl``, ``.json``, ``.ndjson``, optionally ``.gz`` / ``.zst``): one document per line,
+  its ``text`` field. Other fields are ignored, so a bare ``{"text": ...}`` file works too.
+- Anything else is plain UTF-8 text (optionally ``.gz`` / ``.zst``), split into paragraphs at blank
+  lines; each paragraph keeps its newlines, so the pieces concatenate back to the file exactly.
+- A directory means every supported file under it (recursively), sorted by path.
+
+Bad JSONL lines (malformed JSON, missing or non-string ``text``, invalid UTF-8) are not fatal: they
+are counted and returned as quarantine records with file, line and reason.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from olmoflow.errors import OlmoflowError
+
+JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+TEXT_SUFFIXES = (".txt", ".text", ".md")
+COMPRESSED = ("", ".gz", ".zst")
+SUPPORTED = tuple(s + c for s in JSONL_SUFFIXES + TEXT_SUFFIXES for c in COMPRESSED)
+
+
+def _is_jsonl(path: Path) -> bool:
+    return path.name.endswith(tuple(s + c for s in JSONL_SUFFIXES for c in COMPRESSED))
+
+
+def resolve_inputs(inputs: list[Path]) -> list[Path]:
+    """Expand directories to their supported files (sorted); fail on a missing path or no files."""
+    files: list[Path] = []
+    for raw in inputs:
+        path = Path(raw)
+        if not path.exists():
+            raise OlmoflowError(f"input not found: {path}")
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(SUPPORTED))
+            if not found:
+                raise OlmoflowError(f"{path}: no input files (expected {', '.join(SUPPORTED[:6])}, ...)")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def _open(path: Path, raw: BinaryIO) -> BinaryIO:
+    if path.name.endswith(".gz"):
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    if path.name.endswith(".zst"):
+        import zstandard
+
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw))  # type: ignore[return-value]
+    return raw
+
+
+@dataclass
+class CorpusStats:
+    """What was read: documents, UTF-8 bytes of text, and quarantined records."""
+
+    n_docs: int = 0
+    n_bytes: int = 0
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+
+
+def iter_texts(
+    files: list[Path], stats: CorpusStats, on_progress: Callable[[int], None] | None = None
+) -> Iterator[str]:
+    """Yield document texts from ``files`` in order; ``on_progress(bytes)`` gets compressed bytes read."""
+    done = 0
+    for path in files:
+        try:
+            with open(path, "rb") as raw:
+                f = _open(path, raw)
+                reader = _jsonl if _is_jsonl(path) else _paragraphs
+                for n, text in enumerate(reader(path, f, stats)):
+                    stats.n_docs += 1
+                    stats.n_bytes += len(text.encode("utf-8"))
+                    if on_progress is not None and n % 256 == 0:
+                        on_progress(done + raw.tell())
+                    yield text
+                done += path.stat().st_size
+                if on_progress is not None:
+                    on_progress(done)
+        except (OSError, EOFError) as e:
+            raise OlmoflowError(f"{path}: cannot read: {e}") from None
+        except Exception as e:  # zstd/gzip stream corruption
+            if isinstance(e, OlmoflowError):
+                raise
+            raise OlmoflowError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+
+
+def _jsonl(path: Path, f: BinaryIO, stats: CorpusStats) -> Iterator[str]:
+    for lineno, raw in enumerate(f, start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except UnicodeDecodeError as e:
+            stats.quarantined.append({"file": str(path), "line": lineno, "reason": f"invalid_utf8 ({e.reason})"})
+            continue
+        except ValueError as e:
+            stats.quarantined.append({"file": str(path), "line": lineno, "reason": f"malformed_json ({e})"})
+            continue
+        text = obj.get("text") if isinstance(obj, dict) else None
+        if not isinstance(text, str):
+            reason = "missing_text" if not isinstance(obj, dict) or "text" not in obj else "text_not_string"
+            stats.quarantined.append({"file": str(path), "line": lineno, "reason": reason})
+            continue
+        if text:
+            yield text
+
+
+def _paragraphs(path: Path, f: BinaryIO, stats: CorpusStats) -> Iterator[str]:
+    buf: list[str] = []
+    for lineno, raw in enumerate(f, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise OlmoflowError(f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        buf.append(line)
+        if not line.strip() and any(b.strip() for b in buf):
+            yield "".join(buf)
+            buf = []
+    if buf:
+        yield "".join(buf)

@@ -1,0 +1,360 @@
+"""Token data for pretraining: read ``olmoflow tokenize`` datasets and draw training sequences.
+
+* :func:`open_token_dataset` reads a dataset directory (``meta.json`` + ``.bin`` memmaps +
+  ``.idx.npy`` document offsets, see docs/formats.md) and validates it: files present, sizes
+  matching ``n_tokens``, dtype wide enough for the vocabulary. Every problem is a one-line
+  :class:`~olmoflow.errors.OlmoflowError` naming the file.
+* :class:`FixedLengthSource` concatenates a source's documents (EOS-separated) and cuts windows of
+  ``seq_len + 1`` tokens with stride ``seq_len``: inputs are ``w[:-1]``, labels ``w[1:]``. Like OLMo it
+  trains across document boundaries.
+* :class:`PackedSource` packs whole documents into ``seq_len`` sequences with best-fit decreasing;
+  each sequence carries ``doc_ids`` for intra-document attention and labels are ``-100`` wherever
+  the next token belongs to another document (or is padding).
+* :class:`MixtureSampler` fixes, per epoch, a deterministic order of instances from several sources
+  drawn to target ratios (up- or down-sampling) and globally shuffled by ``(seed, epoch)``.
+  :class:`DataPosition` ``(epoch, index)`` is what checkpoints save to resume exactly.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from olmoflow.errors import OlmoflowError
+
+__all__ = [
+    "IGNORE_INDEX",
+    "DataPosition",
+    "FixedLengthSource",
+    "MixtureSampler",
+    "PackedSource",
+    "TokenDataset",
+    "TokenShard",
+    "build_sources",
+    "collate",
+    "open_token_dataset",
+    "pack_best_fit",
+]
+
+IGNORE_INDEX = -100
+FORMAT = "olmoflow-tokens-v1"
+_DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
+
+
+@dataclass
+class TokenShard:
+    """One ``.bin`` file: tokens (memmap) and document start offsets (``idx``, length n_docs + 1)."""
+
+    path: Path
+    source: str
+    tokens: np.ndarray
+    idx: np.ndarray
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+@dataclass
+class TokenDataset:
+    """A token dataset directory after validation."""
+
+    path: Path
+    vocab_size: int
+    eos_token_id: int
+    dtype: str
+    shards: list[TokenShard]
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(s.n_tokens for s in self.shards)
+
+
+def open_token_dataset(path: str | Path, vocab_size: int | None = None) -> TokenDataset:
+    """Open and validate a token dataset; ``vocab_size`` is the model's (token ids must fit in it)."""
+    path = Path(path)
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise OlmoflowError(f"{meta_path}: token dataset metadata not found")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as e:
+        raise OlmoflowError(f"{meta_path}:{e.lineno}: invalid JSON: {e.msg}") from None
+    for key in ("dtype", "vocab_size", "shards"):
+        if key not in meta:
+            raise OlmoflowError(f"{meta_path}: missing key '{key}'")
+    if meta.get("format", FORMAT) != FORMAT:
+        raise OlmoflowError(f"{meta_path}: unsupported format {meta['format']!r} (expected {FORMAT!r})")
+    dtype = meta["dtype"]
+    if dtype not in _DTYPES:
+        raise OlmoflowError(f"{meta_path}: dtype {dtype!r} not supported (uint16 or uint32)")
+    data_vocab = int(meta["vocab_size"])
+    if dtype == "uint16" and data_vocab > 65536:
+        raise OlmoflowError(
+            f"{meta_path}: dtype uint16 cannot hold vocab_size {data_vocab} (> 65536); re-tokenize with uint32"
+        )
+    if vocab_size is not None and data_vocab > vocab_size:
+        raise OlmoflowError(
+            f"{meta_path}: dataset vocab_size {data_vocab} exceeds the model's vocab_size {vocab_size}"
+        )
+    np_dtype = _DTYPES[dtype]
+    shards = []
+    for i, entry in enumerate(meta["shards"]):
+        if "path" not in entry:
+            raise OlmoflowError(f"{meta_path}: shards[{i}] has no 'path'")
+        shards.append(_open_shard(path, entry, np_dtype, meta_path))
+    if not shards:
+        raise OlmoflowError(f"{meta_path}: no shards listed")
+    return TokenDataset(path, data_vocab, int(meta.get("eos_token_id", 0)), dtype, shards)
+
+
+def _open_shard(root: Path, entry: dict, np_dtype, meta_path: Path) -> TokenShard:
+    bin_path = root / entry["path"]
+    name = entry["path"][: -len(".bin")] if entry["path"].endswith(".bin") else entry["path"]
+    idx_path = root / f"{name}.idx.npy"
+    if not bin_path.is_file():
+        raise OlmoflowError(f"{bin_path}: token shard listed in {meta_path.name} not found")
+    if not idx_path.is_file():
+        raise OlmoflowError(f"{idx_path}: document index for {bin_path.name} not found")
+    itemsize = np.dtype(np_dtype).itemsize
+    size = bin_path.stat().st_size
+    if size % itemsize:
+        raise OlmoflowError(f"{bin_path}: size {size} bytes is not a multiple of {itemsize} ({np.dtype(np_dtype)})")
+    n = size // itemsize
+    if "n_tokens" in entry and int(entry["n_tokens"]) != n:
+        raise OlmoflowError(
+            f"{bin_path}: holds {n} {np.dtype(np_dtype)} tokens but meta.json says n_tokens={entry['n_tokens']}"
+            " (dtype mismatch or truncated file?)"
+        )
+    try:
+        idx = np.load(idx_path)
+    except Exception as e:  # noqa: BLE001 - any unreadable index is the same user error
+        raise OlmoflowError(f"{idx_path}: cannot read document index ({e})") from None
+    if idx.ndim != 1 or len(idx) < 2 or idx[0] != 0 or idx[-1] != n or np.any(np.diff(idx) <= 0):
+        raise OlmoflowError(f"{idx_path}: document offsets must rise from 0 to n_tokens={n}")
+    tokens = np.memmap(bin_path, dtype=np_dtype, mode="r", shape=(n,)) if n else np.zeros(0, np_dtype)
+    return TokenShard(bin_path, str(entry.get("source", "default")), tokens, idx.astype(np.int64))
+
+
+class _Stream:
+    """Several shards read as one concatenated token stream."""
+
+    def __init__(self, shards: Sequence[TokenShard]):
+        self.shards = list(shards)
+        self.offsets = np.cumsum([0] + [s.n_tokens for s in self.shards])
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.offsets[-1])
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        """Tokens ``[start, end)`` of the concatenation as int64."""
+        out = np.empty(end - start, dtype=np.int64)
+        k = int(np.searchsorted(self.offsets, start, side="right")) - 1
+        pos = start
+        while pos < end:
+            shard, base = self.shards[k], int(self.offsets[k])
+            stop = min(end, int(self.offsets[k + 1]))
+            out[pos - start : stop - start] = shard.tokens[pos - base : stop - base]
+            pos, k = stop, k + 1
+        return out
+
+    def doc_spans(self) -> np.ndarray:
+        """``[n_docs, 2]`` (start, end) of every document in stream coordinates."""
+        spans = [np.stack([s.idx[:-1], s.idx[1:]], axis=1) + int(o) for s, o in zip(self.shards, self.offsets)]
+        return np.concatenate(spans).astype(np.int64)
+
+
+class FixedLengthSource:
+    """Windows of ``seq_len + 1`` tokens, stride ``seq_len``, across document boundaries."""
+
+    def __init__(self, name: str, shards: Sequence[TokenShard], seq_len: int):
+        self.name, self.seq_len = name, seq_len
+        self.stream = _Stream(shards)
+        self.n = max(0, (self.stream.n_tokens - 1) // seq_len)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        w = self.stream.read(i * self.seq_len, i * self.seq_len + self.seq_len + 1)
+        return {"input_ids": w[:-1], "labels": w[1:]}
+
+
+def pack_best_fit(lengths: np.ndarray, capacity: int) -> list[list[int]]:
+    """Best-fit decreasing bin packing: item indices per bin, each bin's total ``<= capacity``.
+
+    Items are placed longest first into the open bin with the least room that still fits them
+    (ties: the earliest bin), else a new bin. Deterministic for a given input.
+    """
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    bins: list[list[int]] = []
+    free: list[tuple[int, int]] = []  # sorted (remaining room, bin id)
+    for item in order.tolist():
+        n = int(lengths[item])
+        if n > capacity:
+            raise ValueError(f"item of length {n} exceeds capacity {capacity}")
+        j = bisect.bisect_left(free, (n, -1))
+        if j < len(free):
+            room, b = free.pop(j)
+        else:
+            room, b = capacity, len(bins)
+            bins.append([])
+        bins[b].append(item)
+        if room - n > 0:
+            bisect.insort(free, (room - n, b))
+    return bins
+
+
+class PackedSource:
+    """Whole documents packed into ``seq_len`` sequences with ``doc_ids`` and no cross-doc labels.
+
+    Documents longer than ``seq_len`` are split into ``seq_len`` pieces, each its own segment.
+    Padding uses ``pad_token_id`` with label ``-100`` and a doc id of its own.
+    """
+
+    def __init__(self, name: str, shards: Sequence[TokenShard], seq_len: int, pad_token_id: int):
+        self.name, self.seq_len, self.pad = name, seq_len, pad_token_id
+        self.stream = _Stream(shards)
+        segs = []
+        for start, end in self.stream.doc_spans().tolist():
+            for s in range(start, end, seq_len):
+                segs.append((s, min(end, s + seq_len)))
+        self.segments = np.asarray(segs, dtype=np.int64).reshape(-1, 2)
+        lengths = self.segments[:, 1] - self.segments[:, 0]
+        self.bins = pack_best_fit(lengths, seq_len) if len(lengths) else []
+
+    def __len__(self) -> int:
+        return len(self.bins)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        T = self.seq_len
+        ids = np.full(T, self.pad, dtype=np.int64)
+        labels = np.full(T, IGNORE_INDEX, dtype=np.int64)
+        doc_ids = np.empty(T, dtype=np.int64)
+        pos = 0
+        for k, seg in enumerate(sorted(self.bins[i])):  # segments in stream order inside a sequence
+            s, e = self.segments[seg]
+            n = int(e - s)
+            ids[pos : pos + n] = self.stream.read(int(s), int(e))
+            labels[pos : pos + n - 1] = ids[pos + 1 : pos + n]
+            doc_ids[pos : pos + n] = k
+            pos += n
+        doc_ids[pos:] = len(self.bins[i])
+        return {"input_ids": ids, "labels": labels, "doc_ids": doc_ids}
+
+
+def build_sources(
+    datasets: Sequence[TokenDataset], mode: str, seq_len: int, pad_token_id: int
+) -> list[FixedLengthSource | PackedSource]:
+    """Group shards of all datasets by their ``source`` name (sorted) into one source each."""
+    by_source: dict[str, list[TokenShard]] = {}
+    for ds in datasets:
+        for shard in ds.shards:
+            by_source.setdefault(shard.source, []).append(shard)
+    out = []
+    for name in sorted(by_source):
+        if mode == "packed":
+            src = PackedSource(name, by_source[name], seq_len, pad_token_id)
+        else:
+            src = FixedLengthSource(name, by_source[name], seq_len)
+        if len(src) == 0:
+            paths = ", ".join(str(s.path) for s in by_source[name])
+            raise OlmoflowError(f"source {name!r} ({paths}) has fewer than seq_len+1={seq_len + 1} tokens")
+        out.append(src)
+    return out
+
+
+@dataclass
+class DataPosition:
+    """Where the data stream stands: instance ``index`` of epoch ``epoch`` (global, all ranks)."""
+
+    epoch: int = 0
+    index: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "index": self.index}
+
+
+class MixtureSampler:
+    """Deterministic epoch orders over several sources drawn to target ratios.
+
+    Each epoch has as many instances as all sources together (their natural size); with a
+    ``mixture`` every source contributes ``ratio × epoch size`` instances (largest remainder
+    rounding), cycling through a fresh permutation of its own instances when upsampled. The
+    combined list is then shuffled. Everything depends only on ``(seed, epoch)``, never on the
+    number of processes, so any world size sees the same global batches.
+    """
+
+    def __init__(self, sources: Sequence, mixture: dict[str, float] | None = None, seed: int = 0,
+                 shuffle: bool = True):
+        self.sources, self.seed, self.shuffle = list(sources), seed, shuffle
+        names = [s.name for s in self.sources]
+        mixture = dict(mixture or {})
+        unknown = sorted(set(mixture) - set(names))
+        if unknown:
+            raise OlmoflowError(f"data.mixture names unknown source(s) {unknown} (available: {names})")
+        self.epoch_size = sum(len(s) for s in self.sources)
+        if mixture:
+            total = sum(mixture.values())
+            ratios = np.array([mixture.get(n, 0.0) / total for n in names])
+            exact = ratios * self.epoch_size
+            counts = np.floor(exact).astype(np.int64)
+            rest = self.epoch_size - int(counts.sum())
+            for j in np.argsort(-(exact - counts), kind="stable")[:rest]:
+                counts[j] += 1
+        else:
+            counts = np.array([len(s) for s in self.sources], dtype=np.int64)
+        self.counts = counts
+        self._cache: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._cache is not None and self._cache[0] == epoch:
+            return self._cache[1], self._cache[2]
+        rng = np.random.default_rng([self.seed, epoch])
+        srcs, idxs = [], []
+        for j, (src, n) in enumerate(zip(self.sources, self.counts.tolist())):
+            reps = math.ceil(n / len(src)) if n else 0
+            if self.shuffle:
+                pick = np.concatenate([rng.permutation(len(src)) for _ in range(reps)] or [np.zeros(0, np.int64)])
+            else:
+                pick = np.tile(np.arange(len(src)), reps)
+            idxs.append(pick[:n].astype(np.int64))
+            srcs.append(np.full(n, j, dtype=np.int32))
+        src_of, idx_of = np.concatenate(srcs), np.concatenate(idxs)
+        if self.shuffle:
+            perm = rng.permutation(len(src_of))
+            src_of, idx_of = src_of[perm], idx_of[perm]
+        self._cache = (epoch, src_of, idx_of)
+        return src_of, idx_of
+
+    def positions(self, pos: DataPosition, n: int) -> tuple[list[tuple[int, int]], DataPosition]:
+        """The next ``n`` ``(epoch, index)`` slots from ``pos`` and the position after them."""
+        out = []
+        epoch, index = pos.epoch, pos.index
+        for _ in range(n):
+            if index >= self.epoch_size:
+                epoch, index = epoch + 1, 0
+            out.append((epoch, index))
+            index += 1
+        return out, DataPosition(epoch, index)
+
+    def get(self, epoch: int, index: int) -> dict[str, np.ndarray]:
+        src_of, idx_of = self._epoch(epoch)
+        return self.sources[int(src_of[index])][int(idx_of[index])]
+
+    def source_of(self, epoch: int, index: int) -> str:
+        return self.sources[int(self._epoch(epoch)[0][index])].name
+
+
+def collate(items: Sequence[dict[str, np.ndarray]]):
+    """Stack instances into a dict of int64 torch tensors ``[B, T]``."""
+    import torch
+
+    return {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in items[0]}
