@@ -47,6 +47,17 @@ def write_jsonl_gz(path: Path, docs: list[str]) -> Path:
 
 
 @pytest.fixture(scope="session")
+def docs_maker():
+    """``make_docs(n, seed)`` as a fixture (test modules cannot import conftest in importlib mode)."""
+    return make_docs
+
+
+@pytest.fixture(scope="session")
+def jsonl_gz_writer():
+    return write_jsonl_gz
+
+
+@pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("corpus")
     write_jsonl_gz(d / "part-0.jsonl.gz", make_docs(1500, seed=0))

@@ -30,7 +30,7 @@ def words(text: str, lower: bool = True) -> list[str]:
 def word_hashes(tokens: list[str]) -> np.ndarray:
     """64-bit xxh3 hash of each token (uint64)."""
     h = xxhash.xxh3_64_intdigest
-    return np.fromiter((h(t) for t in tokens), dtype=np.uint64, count=len(tokens))
+    return np.fromiter((h(t.encode("utf-8")) for t in tokens), dtype=np.uint64, count=len(tokens))
 
 
 def ngram_hashes(wh: np.ndarray, n: int) -> np.ndarray:
@@ -70,4 +70,4 @@ def hash128(text: str) -> bytes:
 
 def stable_unit(key: str, seed: int = 0) -> float:
     """A deterministic pseudo-random number in [0, 1) from a string key and a seed."""
-    return xxhash.xxh3_64_intdigest(key, seed=seed) / 2.0**64
+    return xxhash.xxh3_64_intdigest(key.encode("utf-8"), seed=seed) / 2.0**64

@@ -40,7 +40,7 @@ def run_main(argv: list[str]) -> int:
     ap.add_argument("--workdir", type=Path, default=None, help="where artifacts go (default: runs/<flow name>)")
     ap.add_argument("--dry-run", action="store_true", help="print the plan (and GPU-hour estimate); run nothing")
     ap.add_argument("--quiet", action="store_true", help="no progress output")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     from olmoflow.flow.runner import run_flow
     from olmoflow.flow.spec import load_flow
 
@@ -66,7 +66,7 @@ def demo_main(argv: list[str]) -> int:
     ap.add_argument("overrides", nargs="*", help="STAGE.key.path=value overrides of flows/tiny.yaml")
     ap.add_argument("--workdir", type=Path, default=None, help="default: ./olmoflow-demo-<timestamp>")
     ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     from olmoflow.flow.runner import run_flow
     from olmoflow.flow.spec import load_flow
 
@@ -87,7 +87,7 @@ def lineage_main(argv: list[str]) -> int:
     ap.add_argument("artifact", help="artifact directory (or a path inside one), or an artifact id / prefix")
     ap.add_argument("--workdir", type=Path, default=None, help="where to look ids up (default: .)")
     ap.add_argument("--format", choices=["text", "dot"], default="text")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     from olmoflow.flow.lineage import build_lineage, format_dot, format_text, resolve_artifact
 
     d = resolve_artifact(args.artifact, args.workdir or Path("."))
@@ -109,7 +109,7 @@ def fork_main(argv: list[str]) -> int:
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("overrides", nargs="*")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     from olmoflow.flow.lineage import resolve_artifact
     from olmoflow.flow.runner import run_flow
     from olmoflow.flow.spec import load_flow
@@ -129,7 +129,7 @@ def report_main(argv: list[str]) -> int:
     """olmoflow report WORKDIR"""
     ap = argparse.ArgumentParser(prog="olmoflow report", description="Write WORKDIR/REPORT.md from the last run.")
     ap.add_argument("workdir", type=Path)
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     from olmoflow.flow.report import write_report
 
     if not args.workdir.is_dir():
@@ -146,7 +146,7 @@ def release_main(argv: list[str]) -> int:
     ap.add_argument("workdir", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--force", action="store_true", help="replace an existing --out directory")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     from olmoflow.flow.release import make_release
 
     out = make_release(args.workdir, args.out, force=args.force)

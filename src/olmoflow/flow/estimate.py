@@ -29,6 +29,8 @@ def param_count(preset: str) -> float | None:
         cfg = get_preset(preset)
     except Exception:  # noqa: BLE001 - planning works without the model package
         return _FALLBACK_PARAMS.get(preset)
+    if hasattr(cfg, "num_params"):
+        return float(cfg.num_params())
     return float(_count_from_fields(cfg.model_dump() if hasattr(cfg, "model_dump") else vars(cfg)))
 
 

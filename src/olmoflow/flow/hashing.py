@@ -32,10 +32,27 @@ def hash_json(data: Any, n: int = 64) -> str:
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:n]
 
 
-def _file_digest(path: Path, replace: list[tuple[bytes, bytes]]) -> str:
+def _drop_keys(data: bytes, keys: tuple[str, ...], jsonl: bool) -> bytes:
+    """JSON (or JSON lines) with top-level ``keys`` removed, re-serialised canonically."""
+    def clean(obj: Any) -> Any:
+        return {k: v for k, v in obj.items() if k not in keys} if isinstance(obj, dict) else obj
+
+    try:
+        if jsonl:
+            lines = [canonical_json(clean(json.loads(x))) for x in data.decode().splitlines() if x.strip()]
+            return "\n".join(lines).encode()
+        return canonical_json(clean(json.loads(data))).encode()
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return data
+
+
+def _file_digest(path: Path, replace: list[tuple[bytes, bytes]], drop: tuple[str, ...] = ()) -> str:
     h = hashlib.sha256()
-    if replace and path.suffix in _TEXT_SUFFIXES and path.stat().st_size <= _MAX_NORMALIZED:
+    small = path.stat().st_size <= _MAX_NORMALIZED
+    if (replace or drop) and path.suffix in _TEXT_SUFFIXES and small:
         data = path.read_bytes()
+        if drop:
+            data = _drop_keys(data, drop, path.suffix == ".jsonl")
         for old, new in replace:
             data = data.replace(old, new)
         h.update(data)
@@ -50,12 +67,14 @@ def hash_tree(
     root: Path,
     exclude: tuple[str, ...] = (),
     normalize: dict[str, str] | None = None,
+    volatile_keys: dict[str, tuple[str, ...]] | None = None,
 ) -> tuple[str, dict[str, str]]:
     """sha256 over every file under ``root`` (relative path + content digest, sorted).
 
     ``exclude`` holds glob patterns on relative POSIX paths. ``normalize`` maps strings (e.g.
     the workdir's absolute path) to placeholders in small text files before hashing, so an
-    artifact that records a path does not change id when the workdir moves.
+    artifact that records a path does not change id when the workdir moves. ``volatile_keys``
+    maps glob patterns of JSON / JSON-lines files to top-level keys left out (e.g. throughput).
     Returns (hex digest, {relative path: file digest}).
     """
     replace = sorted(((k.encode(), v.encode()) for k, v in (normalize or {}).items() if k),
@@ -67,7 +86,8 @@ def hash_tree(
         rel = p.relative_to(root).as_posix()
         if any(fnmatch.fnmatch(rel, pat) for pat in exclude):
             continue
-        files[rel] = _file_digest(p, replace)
+        drop = tuple(k for pat, keys in (volatile_keys or {}).items() if fnmatch.fnmatch(rel, pat) for k in keys)
+        files[rel] = _file_digest(p, replace, drop)
     h = hashlib.sha256()
     for rel in sorted(files):
         h.update(rel.encode() + b"\0" + files[rel].encode() + b"\n")

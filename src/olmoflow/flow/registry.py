@@ -74,6 +74,8 @@ class StageType:
     """The input that ``olmoflow fork`` points at a checkpoint (e.g. ``init_from``)."""
     volatile_files: tuple[str, ...] = ()
     """Glob patterns (relative to the artifact) left out of the content hash (timings, logs)."""
+    volatile_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Glob of JSON / JSON-lines files -> top-level keys left out of the hash (e.g. tokens_per_s)."""
     estimate: Callable[[dict], dict] | None = None
     """``config -> {"tokens": D, "params": N, ...}`` for the dry-run plan (GPU-hours = 6·N·D)."""
     resolve_config: Callable[[dict], dict] | None = None
@@ -89,6 +91,7 @@ def register_stage(
     description: str = "",
     fork_input: str | None = None,
     volatile_files: tuple[str, ...] | list[str] = (),
+    volatile_keys: dict[str, tuple[str, ...]] | None = None,
     estimate: Callable[[dict], dict] | None = None,
     resolve_config: Callable[[dict], dict] | None = None,
 ) -> Callable[[StageFn], StageFn]:
@@ -101,6 +104,7 @@ def register_stage(
             description=description or (fn.__doc__ or "").strip().split("\n")[0],
             fork_input=fork_input,
             volatile_files=tuple(volatile_files),
+            volatile_keys=dict(volatile_keys or {}),
             estimate=estimate,
             resolve_config=resolve_config,
         )

@@ -113,7 +113,7 @@ def _funnel_rows(stats: Any) -> list[tuple[str, Any, Any, Any, Any]]:
 
 def _funnel_section(arts: dict[str, tuple[Path, dict]]) -> list[str]:
     lines = ["## Data funnel", ""]
-    cur = _by_type(arts, "curate")
+    cur = [(n, d, m) for n, (d, m) in arts.items() if m.get("type") == "curate" or (d / "stats.json").is_file()]
     if not cur:
         return lines + [NOT_RUN, ""]
     for name, d, _ in cur:
@@ -171,7 +171,8 @@ def _plot(path: Path, series: dict[str, tuple[list, list]], xlabel: str, ylabel:
 
 def _loss_section(workdir: Path, arts: dict[str, tuple[Path, dict]]) -> list[str]:
     lines = ["## Training loss", ""]
-    runs = [(n, d, m) for n, d, m in _by_type(arts, "pretrain", "midtrain", "longcontext", "sft")]
+    runs = [(n, d, m) for n, (d, m) in arts.items() if (d / "metrics.jsonl").is_file()
+            or m.get("type") in ("pretrain", "midtrain", "longcontext", "sft")]
     found = False
     for name, d, _ in runs:
         path = d / "metrics.jsonl"
@@ -219,7 +220,7 @@ def _sweep_points(d: Path, m: dict) -> dict[str, tuple[list, list]]:
 
 def _eval_section(workdir: Path, arts: dict[str, tuple[Path, dict]]) -> list[str]:
     lines = ["## Evaluation", ""]
-    evs = _by_type(arts, "evaluate")
+    evs = [(n, d, m) for n, (d, m) in arts.items() if m.get("type") == "evaluate" or (d / "sweep.json").is_file()]
     if not evs:
         return lines + [NOT_RUN, ""]
     for name, d, m in evs:

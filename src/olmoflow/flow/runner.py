@@ -324,7 +324,8 @@ class Runner:
     def _manifest(self, plan: StagePlan, st: StageType, fork: dict[str, Any] | None, started: str,
                   wall: float, out: Path) -> dict[str, Any]:
         content, files = hash_tree(out, exclude=RUNNER_FILES + ("error.txt",) + st.volatile_files,
-                                   normalize={str(out): "${ARTIFACT}", str(self.workdir): "${WORKDIR}"})
+                                   normalize={str(out): "${ARTIFACT}", str(self.workdir): "${WORKDIR}"},
+                                   volatile_keys=st.volatile_keys)
         stable = {"stage": plan.name, "type": plan.type, "config": plan.config, "seed": self.spec.seed,
                   "cache_key": plan.key, "inputs": {k: v.key_part() for k, v in sorted(plan.inputs.items())},
                   "content": content}

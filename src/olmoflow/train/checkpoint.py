@@ -24,6 +24,7 @@ import os
 import random
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -227,7 +228,9 @@ def save_checkpoint(
         tmp.mkdir()
     D.barrier()
     model_sd, optim_sd = get_state_dict(model, optimizer)
-    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / "dcp"))
+    with warnings.catch_warnings():  # "assuming the intent is to save in a single process": yes
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / "dcp"))
     full = _full_model_state(model) if (consolidated or not D.is_distributed()) else None
     if D.rank() == 0:
         if full is not None:
@@ -256,26 +259,32 @@ def load_checkpoint(
     Works for any world size: the sharded state in ``dcp/`` is re-sharded onto the current
     processes (FSDP-wrapped or plain model).
     """
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
-
     path = Path(path)
     verify_checkpoint(path, full=verify)
     try:
         state = json.loads((path / "trainer.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path / 'trainer.json'}: unreadable ({e})") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        _load_dcp(path / "dcp", model, optimizer)
+    if restore_rng and (path / "rng.json").is_file():
+        set_rng_state(json.loads((path / "rng.json").read_text()))
+    return state
+
+
+def _load_dcp(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
     if optimizer is None:
         from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
 
         model_sd = get_model_state_dict(model)
-        dcp.load({"model": model_sd}, checkpoint_id=str(path / "dcp"))
+        dcp.load({"model": model_sd}, checkpoint_id=str(path))
         set_model_state_dict(model, model_sd)
     else:
         model_sd, optim_sd = get_state_dict(model, optimizer)
         sd = {"model": model_sd, "optim": optim_sd}
-        dcp.load(sd, checkpoint_id=str(path / "dcp"))
+        dcp.load(sd, checkpoint_id=str(path))
         set_state_dict(model, optimizer, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
-    if restore_rng and (path / "rng.json").is_file():
-        set_rng_state(json.loads((path / "rng.json").read_text()))
-    return state

@@ -54,6 +54,14 @@ class MetricsWriter:
             except ImportError:
                 self.event("warning", message="tensorboard requested but not installed; skipping")
 
+    def rewind(self, last_step: int) -> None:
+        """Drop metrics after ``last_step`` (on resume) and keep appending after it."""
+        if not self.enabled:
+            return
+        self._metrics.close()
+        truncate_metrics(self.run_dir / "metrics.jsonl", last_step)
+        self._metrics = open(self.run_dir / "metrics.jsonl", "a")
+
     def step(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return

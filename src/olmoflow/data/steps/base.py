@@ -26,6 +26,8 @@ class StepConfig(Config):
     step: str
     name: str | None = Field(default=None, description="unique name (defaults to the step type)")
     sources: list[str] | None = Field(default=None, description="apply only to docs of these sources")
+    skip_sources: list[str] = Field(default_factory=list, description="never apply to docs of these sources")
+    enabled: bool = Field(default=True, description="set false to drop the step from the recipe")
 
 
 class Context:
@@ -72,6 +74,10 @@ class Step:
         self.name = cfg.name or cfg.step
         self._ready = False
         self._sources = set(cfg.sources) if cfg.sources is not None else None
+        self._skip = set(cfg.skip_sources)
+
+    def prepare(self, workdir: str) -> None:
+        """Driver-side preparation before any worker starts (e.g. train a classifier)."""
 
     def setup(self) -> None:
         """Load heavy resources; called once per process before the first document."""
@@ -82,7 +88,8 @@ class Step:
             self._ready = True
 
     def applies(self, doc: Doc) -> bool:
-        return self._sources is None or doc.get("source") in self._sources
+        src = doc.get("source")
+        return (self._sources is None or src in self._sources) and src not in self._skip
 
     def process(self, doc: Doc, ctx: Context) -> Doc | None:
         """Transform one document; return None to drop it (after calling ``ctx.exclude``)."""

@@ -5,4 +5,5 @@ Importing this package only registers the types: every wrapper imports the packa
 one that does not use a stage, never needs that stage's extras.
 """
 
-from olmoflow.flow.stages import planned  # noqa: F401  (planned last: real wrappers win)
+from olmoflow.flow.stages import pretrain  # noqa: F401
+from olmoflow.flow.stages import planned  # noqa: F401, I001  (last: real wrappers win)

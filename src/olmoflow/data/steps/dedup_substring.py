@@ -1,0 +1,125 @@
+"""Substring dedup with a suffix array (pydivsufsort), after Lee et al. 2022 / Dolma 3.
+
+All documents are concatenated (NUL-separated) into one byte string. For every pair of suffixes
+adjacent in the suffix array whose common prefix (clipped at document ends) is at least
+``min_bytes`` long, the later occurrence of that prefix is marked. Marked bytes are therefore every
+repeat of a long span except its first occurrence. A document whose marked share reaches
+``remove_doc_fraction`` is removed whole; otherwise the marked spans are cut out of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from olmoflow.data.steps.base import Context, Doc, GlobalStep, StepConfig, set_attr
+from olmoflow.errors import require
+
+
+class SubstringConfig(StepConfig):
+    min_bytes: int = Field(default=500, ge=8, description="minimum length of a removed repeated span")
+    remove_doc_fraction: float = Field(default=0.8, gt=0.0, le=1.0)
+
+
+def repeated_spans(data: bytes, starts: np.ndarray, ends: np.ndarray, min_bytes: int) -> np.ndarray:
+    """Boolean mask over ``data``: bytes inside a repeat (>= min_bytes, within one document) that has
+    an earlier occurrence. ``starts``/``ends`` delimit documents (sorted, non-overlapping)."""
+    pds = require("pydivsufsort", "data")
+    n = len(data)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    arr = np.frombuffer(bytearray(data), dtype=np.uint8)
+    sa = pds.divsufsort(arr).astype(np.int64)
+    lcp = pds.kasai(arr, sa).astype(np.int64)[:-1]
+    a, b = sa[:-1], sa[1:]
+    doc_of = np.searchsorted(starts, np.arange(n), side="right") - 1
+    doc_end = ends[np.clip(doc_of, 0, len(ends) - 1)]
+    lcp = np.minimum(lcp, np.minimum(doc_end[a] - a, doc_end[b] - b))
+    keep = lcp >= min_bytes
+    later = np.maximum(a[keep], b[keep])
+    length = lcp[keep]
+    diff = np.bincount(later, minlength=n + 1) - np.bincount(later + length, minlength=n + 1)
+    return np.cumsum(diff[:-1]) > 0
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) runs of True in a boolean array."""
+    if not mask.any():
+        return []
+    d = np.diff(np.r_[0, mask.astype(np.int8), 0])
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist()))
+
+
+def cut_spans(text: str, spans: list[tuple[int, int]]) -> str:
+    """Remove byte spans from ``text`` (UTF-8); characters split by a cut are dropped."""
+    data = text.encode("utf-8")
+    parts, pos = [], 0
+    for s, e in spans:
+        parts.append(data[pos:s])
+        pos = e
+    parts.append(data[pos:])
+    return b"".join(parts).decode("utf-8", errors="ignore")
+
+
+class SubstringDedup(GlobalStep):
+    """Remove repeated byte spans >= ``min_bytes`` (all but the first occurrence)."""
+
+    Config = SubstringConfig
+
+    def decide(self, summaries: list[Any], ctx: Context) -> list[Any]:
+        c: SubstringConfig = self.cfg  # type: ignore[assignment]
+        assert ctx.read_shard is not None
+        chunks: list[bytes] = []
+        owners: list[tuple[int, int]] = []
+        starts, ends = [], []
+        pos = 0
+        for si in range(len(summaries)):
+            for i, d in enumerate(ctx.read_shard(si)):
+                if not self.applies(d):
+                    continue
+                data = d["text"].encode("utf-8")
+                chunks.append(data)
+                chunks.append(b"\x00")
+                owners.append((si, i))
+                starts.append(pos)
+                ends.append(pos + len(data))
+                pos += len(data) + 1
+        decisions: list[dict[int, Any]] = [{} for _ in summaries]
+        if not owners:
+            return decisions
+        s_arr, e_arr = np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64)
+        mask = repeated_spans(b"".join(chunks), s_arr, e_arr, c.min_bytes)
+        ctx.stats.incr(self.name, "corpus_bytes", int(pos))
+        ctx.stats.incr(self.name, "repeated_bytes", int(mask.sum()))
+        for k, (si, i) in enumerate(owners):
+            m = mask[starts[k] : ends[k]]
+            covered = int(m.sum())
+            if covered == 0:
+                continue
+            if covered >= c.remove_doc_fraction * max(len(m), 1):
+                decisions[si][i] = "substring_mostly_duplicate"
+            else:
+                decisions[si][i] = _runs(m)
+        return decisions
+
+    def apply(self, docs: Iterator[Doc], decision: Any, ctx: Context) -> Iterator[Doc]:
+        for i, d in enumerate(docs):
+            dec = decision.get(i)
+            if dec is None:
+                yield d
+            elif isinstance(dec, str):
+                ctx.exclude(d, self.name, dec)
+            else:
+                removed = sum(e - s for s, e in dec)
+                new = cut_spans(d["text"], dec).strip()
+                if not new.strip():
+                    ctx.exclude(d, self.name, "substring_empty_after_cut")
+                    continue
+                ctx.stats.incr(self.name, "bytes_cut", removed)
+                ctx.stats.incr(self.name, "docs_cut")
+                set_attr(d, "substring_bytes_removed", removed)
+                d["text"] = new
+                yield d

@@ -1,0 +1,278 @@
+"""The harness's view of a model: the three lm-evaluation-harness request types.
+
+``HarnessLM`` wraps any torch module whose ``forward(input_ids)`` returns logits ``[B, T, V]``
+(``olmoflow.model.Olmo``; a transformers model also works, its ``.logits`` is used) plus a
+tokenizer with ``encode``/``decode``.
+
+- ``loglikelihood``: sum of log-probs of a continuation given a context. Tokenization follows
+  lm-eval exactly (trailing context spaces move into the continuation, the pair is encoded whole
+  and split at the context's length; an empty context conditions on the EOS token), so per-item
+  scores agree with lm-eval's ``HFLM`` on the same HF directory.
+- ``loglikelihood_rolling``: the log-likelihood of a whole document, conditioned only on EOS,
+  scored in windows of the model's context (lm-eval's rolling windows) — each document
+  separately, never packed with another.
+- ``generate_until``: greedy or sampled continuation that stops at any stop string.
+
+Results do not depend on the batch size, bit for bit: requests are sorted by length and padded
+on the right (a causal model never attends to the right, so padding cannot leak into real
+positions) to a width that depends only on the request's own length (a multiple of
+``pad_multiple``), since CPU attention kernels round differently for different sequence
+lengths; a batch only holds requests of one width. Every score is read from its own row and
+stored in request order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["HarnessLM", "rolling_windows"]
+
+ProgressFn = Callable[[int], None]
+
+
+def rolling_windows(tokens: list[int], prefix: int, max_len: int) -> list[tuple[list[int], list[int]]]:
+    """Split ``tokens`` into ``(input, targets)`` windows; lm-eval's ``get_rolling_token_windows``
+    with ``context_len=1``: the first window conditions on ``prefix``, later ones on as much
+    preceding text as fits, and every token is predicted exactly once.
+    """
+    out: list[tuple[list[int], list[int]]] = []
+    if not tokens:
+        return out
+    first = min(max_len, len(tokens))
+    out.append(([prefix] + tokens[: first - 1], tokens[:first]))
+    done = first
+    while done < len(tokens):
+        n = min(len(tokens) - done, max_len)
+        end = done + n
+        out.append((tokens[max(0, end - max_len - 1): end - 1], tokens[end - n: end]))
+        done = end
+    return out
+
+
+class HarnessLM:
+    """Batched scoring and generation over one model and tokenizer (fp32 on CPU by default)."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        batch_size: int = 8,
+        max_length: int | None = None,
+        eos_id: int | None = None,
+        device: str | torch.device = "cpu",
+        pad_multiple: int = 32,
+    ):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.batch_size = max(1, int(batch_size))
+        self.device = torch.device(device)
+        self.pad_multiple = max(1, int(pad_multiple))
+        cfg = getattr(model, "cfg", None) or getattr(model, "config", None)
+        self.max_length = int(
+            max_length
+            or getattr(cfg, "max_seq_len", None)
+            or getattr(cfg, "max_position_embeddings", None)
+            or 2048
+        )
+        if eos_id is None:
+            eos_id = getattr(tokenizer, "eos_id", None)
+        if eos_id is None:
+            eos_id = getattr(cfg, "eos_token_id", None)
+        if eos_id is None:
+            raise ValueError("cannot tell the EOS token id; pass eos_id=")
+        self.eos_id = int(eos_id)
+
+    # -- tokenization (lm-eval compatible) ---------------------------------------------------
+    def tok_encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` with no special tokens added."""
+        enc = self.tokenizer.encode(text) if hasattr(self.tokenizer, "eos_id") else self.tokenizer.encode(
+            text, add_special_tokens=False
+        )
+        return list(getattr(enc, "ids", enc))
+
+    def tok_decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Split tokens of ``context + continuation`` the way lm-eval does."""
+        if not context:
+            return [self.eos_id], self.tok_encode(continuation)
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        whole = self.tok_encode(context + continuation)
+        ctx = self.tok_encode(context)
+        return ctx, whole[len(ctx):]
+
+    # -- model call -------------------------------------------------------------------------
+    @torch.no_grad()
+    def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """fp32 logits [B, T, V] for a right-padded batch."""
+        out = self.model(input_ids.to(self.device))
+        out = getattr(out, "logits", out)
+        return out.float()
+
+    def _width(self, n: int) -> int:
+        """Padded width of a row of ``n`` tokens: a function of ``n`` alone, never of its batch."""
+        m = self.pad_multiple
+        return max(n, min(-(-n // m) * m, self.max_length))
+
+    def _batches(self, rows: list[tuple[int, list[int], int]]) -> list[list[tuple[int, list[int], int]]]:
+        """Longest first; a batch only holds rows of the same padded width."""
+        rows = sorted(rows, key=lambda r: (-self._width(len(r[1])), -len(r[1]), r[0]))
+        out: list[list[tuple[int, list[int], int]]] = []
+        for r in rows:
+            if out and len(out[-1]) < self.batch_size and self._width(len(out[-1][0][1])) == self._width(len(r[1])):
+                out[-1].append(r)
+            else:
+                out.append([r])
+        return out
+
+    # -- loglikelihood ----------------------------------------------------------------------
+    def loglikelihood(
+        self, requests: Sequence[tuple[str, str]], progress: ProgressFn | None = None
+    ) -> list[tuple[float, bool]]:
+        """``(sum log p(continuation | context), continuation is the greedy decode)`` per request."""
+        pairs = [self.encode_pair(c, x) for c, x in requests]
+        return self.loglikelihood_tokens(pairs, progress)
+
+    def loglikelihood_tokens(
+        self, pairs: Sequence[tuple[list[int], list[int]]], progress: ProgressFn | None = None
+    ) -> list[tuple[float, bool]]:
+        """Score pre-tokenized ``(context_ids, continuation_ids)`` pairs, batched by length."""
+        rows = []
+        for i, (ctx, cont) in enumerate(pairs):
+            if not cont:
+                rows.append((i, [], 0))
+                continue
+            full = (list(ctx) + list(cont))[-(self.max_length + 1):]
+            inp = full[:-1]
+            rows.append((i, inp, len(cont)))
+        results: list[tuple[float, bool]] = [(0.0, True)] * len(pairs)
+        for batch in self._batches([r for r in rows if r[2] > 0]):
+            width = self._width(len(batch[0][1]))
+            ids = torch.full((len(batch), width), self.eos_id, dtype=torch.long)
+            for b, (_, inp, _) in enumerate(batch):
+                ids[b, : len(inp)] = torch.tensor(inp, dtype=torch.long)
+            logp = F.log_softmax(self.logits(ids), dim=-1)
+            for b, (i, inp, n_cont) in enumerate(batch):
+                ctx, cont = pairs[i]
+                n_cont = min(n_cont, len(inp))  # truncated context: score what fits
+                target = torch.tensor(list(cont)[-n_cont:], dtype=torch.long)
+                lp = logp[b, len(inp) - n_cont: len(inp)]
+                tok_lp = lp.gather(-1, target[:, None]).squeeze(-1)
+                greedy = bool((lp.argmax(-1) == target).all())
+                results[i] = (float(tok_lp.sum()), greedy)
+            if progress:
+                progress(len(batch))
+        return results
+
+    def loglikelihood_rolling(
+        self, texts: Sequence[str], progress: ProgressFn | None = None
+    ) -> list[tuple[float, int]]:
+        """``(log-likelihood, n_tokens)`` of each whole text, conditioned only on EOS."""
+        pairs: list[tuple[list[int], list[int]]] = []
+        owner: list[int] = []
+        n_tokens: list[int] = []
+        for i, text in enumerate(texts):
+            toks = self.tok_encode(text)
+            n_tokens.append(len(toks))
+            for inp, tgt in rolling_windows(toks, self.eos_id, self.max_length):
+                ctx = inp[: len(inp) - (len(tgt) - 1)]  # disjoint context part
+                pairs.append((ctx, tgt))
+                owner.append(i)
+        scores = self.loglikelihood_tokens(pairs, progress)
+        totals = [0.0] * len(texts)
+        for i, (lp, _) in zip(owner, scores):
+            totals[i] += lp
+        return list(zip(totals, n_tokens))
+
+    # -- generation -------------------------------------------------------------------------
+    def generate_until(
+        self,
+        requests: Sequence[tuple[str, dict[str, Any]]],
+        progress: ProgressFn | None = None,
+    ) -> list[str]:
+        """Continue each prompt until a stop string, EOS or ``max_gen_toks``.
+
+        Generation kwargs (lm-eval names): ``until`` (list of stop strings), ``max_gen_toks``,
+        ``temperature`` (0 = greedy), ``top_p``, ``seed``. The text is cut before the first stop.
+        """
+        out: list[str] = []
+        for prompt, kw in requests:
+            until = list(kw.get("until") or [])
+            max_new = int(kw.get("max_gen_toks", 256))
+            ids = self.tok_encode(prompt)
+            keep = max(1, self.max_length - max_new)
+            ids = ids[-keep:] if ids else [self.eos_id]
+            new = self._generate_ids(ids, max_new, float(kw.get("temperature", 0.0)),
+                                     float(kw.get("top_p", 1.0)), int(kw.get("seed", 0)), until)
+            out.append(_cut(self.tok_decode(new), until))
+            if progress:
+                progress(1)
+        return out
+
+    def _generate_ids(
+        self, prompt: list[int], max_new: int, temperature: float, top_p: float, seed: int, until: list[str]
+    ) -> list[int]:
+        try:
+            from olmoflow.inference import generate  # the shared engine, when present
+        except ImportError:
+            generate = None
+        if generate is not None:
+            res = generate(self.model, [prompt], max_new_tokens=max_new, temperature=temperature,
+                           top_p=top_p, stop_token_ids=[self.eos_id], seed=seed)
+            first = res[0]
+            return list(getattr(first, "tokens", getattr(first, "token_ids", first)))
+        return self._fallback_generate(prompt, max_new, temperature, top_p, seed, until)
+
+    @torch.no_grad()
+    def _fallback_generate(
+        self, prompt: list[int], max_new: int, temperature: float, top_p: float, seed: int, until: list[str]
+    ) -> list[int]:
+        """Plain loop (full recompute each step) used only when olmoflow.inference is missing."""
+        gen = torch.Generator().manual_seed(seed)
+        ids = list(prompt)
+        new: list[int] = []
+        for _ in range(max_new):
+            window = ids[-self.max_length:]
+            logits = self.logits(torch.tensor([window]))[0, -1]
+            if temperature <= 0:
+                nxt = int(logits.argmax())
+            else:
+                probs = F.softmax(logits / temperature, dim=-1)
+                if top_p < 1.0:
+                    sp, si = probs.sort(descending=True)
+                    cut = sp.cumsum(0) - sp > top_p
+                    sp[cut] = 0.0
+                    probs = torch.zeros_like(probs).scatter(0, si, sp)
+                nxt = int(torch.multinomial(probs / probs.sum(), 1, generator=gen))
+            if nxt == self.eos_id:
+                break
+            ids.append(nxt)
+            new.append(nxt)
+            if until and len(new) % 4 == 0 and any(s in self.tok_decode(new) for s in until):
+                break
+        return new
+
+
+def _cut(text: str, until: Sequence[str]) -> str:
+    """``text`` up to (not including) the earliest stop string."""
+    end = len(text)
+    for s in until:
+        if s:
+            j = text.find(s)
+            if j != -1:
+                end = min(end, j)
+    return text[:end]
+
+
+def bits_per_byte(loglik: float, n_bytes: int) -> float:
+    """Negative log-likelihood in bits divided by the UTF-8 byte count."""
+    return -loglik / math.log(2) / max(1, n_bytes)

@@ -1,0 +1,183 @@
+"""Release bundle: everything needed to use, inspect and reproduce the model of a flow workdir.
+
+```
+OUT/
+  README.md            generated model card
+  model/               final weights in HF format (export stage), else native final checkpoint
+  tokenizer/           tokenizer.json + tokenizer_config.json
+  configs/flow.yaml    the resolved flow (overrides applied); configs/<stage>.json: resolved configs
+  manifests/           every stage's manifest.json
+  data/                curation stats, token dataset meta.json, decontamination reports
+  reports/             REPORT.md and its plots, evaluation results
+  logs/                log.jsonl, training metrics.jsonl
+  checkpoints.json     intermediate checkpoints (step, location, artifact id) -- not copied
+  release.json         sha256 of every file in the bundle
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from olmoflow.errors import OlmoflowError
+from olmoflow.flow.report import load_state, stage_artifacts, write_report
+
+__all__ = ["make_release"]
+
+_SKIP = {"manifest.json", "COMPLETE", "error.txt"}
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    for p in sorted(src.rglob("*")):
+        if p.is_file() and p.name not in _SKIP:
+            t = dst / p.relative_to(src)
+            t.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, t)
+
+
+def _checkpoints(arts: dict[str, tuple[Path, dict]], workdir: Path) -> list[dict[str, Any]]:
+    """Intermediate checkpoints of every training-like stage: dirs named step-N / stepN."""
+    out = []
+    for name, (d, m) in arts.items():
+        for ck in sorted(d.rglob("*")):
+            match = re.fullmatch(r"step[-_]?(\d+)", ck.name)
+            if ck.is_dir() and match:
+                out.append({"stage": name, "artifact_id": m["id"], "step": int(match.group(1)),
+                            "path": str(ck.relative_to(workdir)),
+                            "bytes": sum(f.stat().st_size for f in ck.rglob("*") if f.is_file())})
+    return sorted(out, key=lambda c: (c["stage"], c["step"]))
+
+
+def _final_weights(arts: dict[str, tuple[Path, dict]]) -> tuple[str, Path] | None:
+    exports = [(n, d) for n, (d, m) in arts.items() if m.get("type") == "export"]
+    if exports:
+        return "hf", exports[-1][1]
+    for _n, (d, m) in reversed(list(arts.items())):
+        if m.get("type") in ("pretrain", "midtrain", "longcontext", "soup", "sft", "dpo", "rlvr"):
+            final = d / "final"
+            return "native", final if final.is_dir() else d
+    return None
+
+
+def _model_card(state: dict, arts: dict[str, tuple[Path, dict]], weights: tuple[str, Path] | None,
+                ckpts: list[dict], out: Path) -> str:
+    name = state.get("flow") or "olmoflow-model"
+    lines = [f"# {name}", "",
+             f"A language model trained end to end with olmoflow (flow `{name}`, seed {state.get('seed')}). "
+             "Every artifact of the run -- data, configs, checkpoints, logs -- is listed in this bundle so the "
+             "model can be reproduced, inspected, or forked from any checkpoint.", ""]
+    cfg_path = out / "model" / "config.json"
+    lines += ["## Model", ""]
+    if cfg_path.is_file():
+        c = json.loads(cfg_path.read_text())
+        c = c.get("model", c)
+        keys = ("model_type", "architectures", "vocab_size", "hidden_size", "d_model", "num_hidden_layers",
+                "n_layers", "num_attention_heads", "n_heads", "num_key_value_heads", "intermediate_size",
+                "max_position_embeddings", "max_seq_len", "sliding_window", "rope_theta")
+        lines += [f"- {k}: {c[k]}" for k in keys if k in c]
+    else:
+        lines.append("- weights: not exported")
+    lines.append("")
+    if weights and weights[0] == "hf":
+        lines += ["Load with transformers:", "", "```python",
+                  "from transformers import AutoModelForCausalLM, AutoTokenizer",
+                  'tok = AutoTokenizer.from_pretrained("model")',
+                  'model = AutoModelForCausalLM.from_pretrained("model")', "```", ""]
+    elif weights:
+        lines += ["Weights are in olmoflow's native format: `olmoflow.model.load('model')`.", ""]
+    lines += ["## Training", ""]
+    for n, (_d, m) in arts.items():
+        metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in list((m.get("metrics") or {}).items())[:5]
+                            if isinstance(v, int | float | str))
+        lines.append(f"- **{n}** ({m['type']}, {m.get('wall_s', 0):.1f} s): {metrics or '-'}")
+    lines += ["", f"Intermediate checkpoints: {len(ckpts)} (see `checkpoints.json`).", "",
+              "## Reproduce", "", "```", "olmoflow run configs/flow.yaml", "```", "",
+              "Artifact ids are content hashes: the same flow, inputs and seed give the same ids "
+              "(see `manifests/`).", "",
+              "## Evaluation", "", "See `reports/REPORT.md`.", "",
+              "## Limitations", "",
+              "Trained by an automated flow; check the report card for the data actually used and the "
+              "evaluation results before relying on it. Small models produced by the demo flow are for "
+              "testing the pipeline, not for use.", "", "## License", "", "Apache-2.0", ""]
+    return "\n".join(lines)
+
+
+def make_release(workdir: Path, out: Path, force: bool = False) -> Path:
+    """Build the release bundle of ``workdir``'s last run in ``out`` (see module docstring)."""
+    workdir, out = Path(workdir).resolve(), Path(out).resolve()
+    state = load_state(workdir)
+    arts = stage_artifacts(workdir, state)
+    if not arts:
+        raise OlmoflowError(f"{workdir}: no completed stages to release")
+    if out.exists():
+        if not force:
+            raise OlmoflowError(f"{out} exists; pass --force to replace it")
+        shutil.rmtree(out)
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+
+    weights = _final_weights(arts)
+    if weights:
+        _copy_tree(weights[1], tmp / "model")
+    toks = [d for _, (d, m) in arts.items() if m.get("type") == "tokenizer"]
+    if toks:
+        _copy_tree(toks[-1], tmp / "tokenizer")
+    elif weights and (weights[1] / "tokenizer.json").is_file():
+        for f in weights[1].glob("tokenizer*"):
+            (tmp / "tokenizer").mkdir(exist_ok=True)
+            shutil.copy2(f, tmp / "tokenizer" / f.name)
+
+    (tmp / "configs").mkdir()
+    (tmp / "configs" / "flow.yaml").write_text(yaml.safe_dump(state.get("resolved_flow") or {}, sort_keys=False))
+    (tmp / "manifests").mkdir()
+    for n, (d, m) in arts.items():
+        (tmp / "configs" / f"{n}.json").write_text(json.dumps(m.get("config"), indent=2, sort_keys=True) + "\n")
+        shutil.copy2(d / "manifest.json", tmp / "manifests" / f"{n}.manifest.json")
+        for pat in ("stats.json", "meta.json", "*decontam*", "*report*.json", "quarantine*"):
+            for f in sorted(d.glob(pat)):
+                if f.is_file() and m.get("type") not in ("export",):
+                    t = tmp / "data" / n / f.name
+                    t.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(f, t)
+        if m.get("type") == "evaluate" or (d / "sweep.json").is_file():
+            for f in sorted(d.glob("*.json")):
+                if f.name not in _SKIP:
+                    t = tmp / "reports" / "eval" / n / f.name
+                    t.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(f, t)
+        if (d / "metrics.jsonl").is_file():
+            (tmp / "logs").mkdir(exist_ok=True)
+            shutil.copy2(d / "metrics.jsonl", tmp / "logs" / f"{n}.metrics.jsonl")
+
+    write_report(workdir)
+    (tmp / "reports").mkdir(exist_ok=True)
+    shutil.copy2(workdir / "REPORT.md", tmp / "reports" / "REPORT.md")
+    if (workdir / "report").is_dir():
+        _copy_tree(workdir / "report", tmp / "reports" / "report")
+    if (workdir / "log.jsonl").is_file():
+        (tmp / "logs").mkdir(exist_ok=True)
+        shutil.copy2(workdir / "log.jsonl", tmp / "logs" / "log.jsonl")
+    ckpts = _checkpoints(arts, workdir)
+    (tmp / "checkpoints.json").write_text(json.dumps({"workdir": str(workdir), "checkpoints": ckpts}, indent=2) + "\n")
+    (tmp / "README.md").write_text(_model_card(state, arts, weights, ckpts, tmp))
+
+    files = {}
+    for p in sorted(tmp.rglob("*")):
+        if p.is_file():
+            files[p.relative_to(tmp).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+    index = {"format": "olmoflow-release-v1", "flow": state.get("flow"), "seed": state.get("seed"),
+             "weights": weights[0] if weights else None,
+             "artifacts": {n: m["id"] for n, (_, m) in arts.items()}, "files": files}
+    (tmp / "release.json").write_text(json.dumps(index, indent=2) + "\n")
+    tmp.rename(out)
+    return out

@@ -1,0 +1,94 @@
+"""Stage ``pretrain``: wraps ``olmoflow.train.pretrain`` (TrainConfig minus the paths the runner fills).
+
+Inputs: ``data`` (a token dataset dir: tokenize/mix output), optional ``val`` (token dataset) and
+``init_from`` (checkpoint or artifact; ``olmoflow fork`` points it at a checkpoint), optional
+``tokenizer`` (only to set the model's vocab size / eos / pad from it). The artifact is the run dir:
+``metrics.jsonl``, ``checkpoints/step-N/``, ``final/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from olmoflow.config import ConfigError
+from olmoflow.errors import OlmoflowError
+from olmoflow.flow.registry import StageContext, register_stage
+
+#: TrainConfig keys the runner fills from inputs / the artifact dir; they are not part of the config
+RUNNER_KEYS = ("run_dir", "init_from")
+
+
+def resolve(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate against ``TrainConfig`` and return it with defaults, without runner-filled paths."""
+    from olmoflow.config import validate
+    from olmoflow.train.config import TrainConfig
+
+    for k in RUNNER_KEYS:
+        if k in config:
+            raise ConfigError(f"key '{k}' is set by the runner; give it as an input instead")
+    data = dict(config.get("data") or {})
+    if data.get("paths") or data.get("val_paths"):
+        raise ConfigError("key 'data.paths'/'data.val_paths': give token datasets as inputs 'data' / 'val'")
+    cfg = validate(TrainConfig, {**config, "run_dir": "."}, "pretrain config")
+    out = cfg.model_dump(mode="json")
+    for k in RUNNER_KEYS:
+        out.pop(k, None)
+    out["data"].pop("paths", None)
+    out["data"].pop("val_paths", None)
+    return out
+
+
+def train_config(config: dict[str, Any], inputs: dict[str, Path], out_dir: Path, ctx: StageContext):
+    """The ``TrainConfig`` for this stage: config + input paths + the flow seed."""
+    from olmoflow.config import validate
+    from olmoflow.train.config import TrainConfig
+
+    if "data" not in inputs:
+        raise OlmoflowError(f"stage {ctx.stage!r}: needs an input 'data' (a token dataset)")
+    cfg = dict(config)
+    cfg["data"] = {**(cfg.get("data") or {}), "paths": [str(inputs["data"])]}
+    if inputs.get("val") is not None:
+        cfg["data"]["val_paths"] = [str(inputs["val"])]
+    if inputs.get("init_from") is not None:
+        cfg["init_from"] = str(inputs["init_from"])
+    if inputs.get("tokenizer") is not None:
+        cfg["model_overrides"] = {**_tokenizer_ids(inputs["tokenizer"]), **(cfg.get("model_overrides") or {})}
+    cfg["run_dir"] = str(out_dir)
+    cfg["seed"] = ctx.seed
+    return validate(TrainConfig, cfg, f"stage {ctx.stage}")
+
+
+def _tokenizer_ids(tok_dir: Path) -> dict[str, Any]:
+    """vocab_size / eos / pad of a tokenizer dir, so the model matches the tokenizer."""
+    from olmoflow.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tok_dir)
+    out: dict[str, Any] = {"vocab_size": tok.get_vocab_size()}
+    for key, name in (("eos_token_id", "<|endoftext|>"), ("pad_token_id", "<|pad|>")):
+        tid = tok.token_to_id(name)
+        if tid is not None:
+            out[key] = tid
+    return out
+
+
+@register_stage("pretrain", description="pretrain a model (olmoflow.train)", fork_input="init_from",
+                resolve_config=resolve, volatile_files=("tensorboard/*", "*.log", "train.log", "timing*"))
+def run(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
+    from olmoflow.train import pretrain
+
+    cfg = train_config(config, inputs, out_dir, ctx)
+    result = pretrain(cfg, quiet=ctx.quiet)
+    return _metrics(result)
+
+
+def _metrics(result: Any) -> dict:
+    if result is None:
+        return {}
+    if isinstance(result, dict):
+        return result
+    if hasattr(result, "model_dump"):
+        return result.model_dump(mode="json")
+    if hasattr(result, "__dict__"):
+        return {k: v for k, v in vars(result).items() if isinstance(v, int | float | str | bool)}
+    return {"result": str(result)}

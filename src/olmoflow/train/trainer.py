@@ -1,0 +1,387 @@
+"""The pretraining loop: ``pretrain(cfg) -> final metrics``.
+
+One optimizer step consumes one global batch of ``global_batch_tokens`` tokens, split into
+``accum_steps`` micro batches on each of ``world_size`` processes. The loss is the token mean over
+the whole global batch (each micro batch contributes its token *sum* divided by the global token
+count), so the same config gives the same losses on 1 or N processes. Everything a step depends
+on (weights, optimizer moments, data position, loss-spike history, RNG) is in the checkpoint, so
+``resume=True`` continues bit-identically on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from olmoflow.errors import OlmoflowError
+from olmoflow.train import checkpoint as C
+from olmoflow.train import distributed as D
+from olmoflow.train.config import BatchPlan, TrainConfig, batch_plan, resolve_model_config
+from olmoflow.train.data import (
+    IGNORE_INDEX,
+    DataPosition,
+    MixtureSampler,
+    build_sources,
+    collate,
+    open_token_dataset,
+)
+from olmoflow.train.metrics import MetricsWriter, make_progress
+from olmoflow.train.optim import build_optimizer
+from olmoflow.train.schedule import lr_at
+from olmoflow.train.spike import SpikeGuard
+
+__all__ = ["Trainer", "estimate_memory", "plan", "pretrain"]
+
+
+def pretrain(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str, Any]:
+    """Train ``cfg``; returns the final metrics (also under torchrun: every rank returns them)."""
+    info = D.init_distributed()
+    trainer = Trainer(cfg, info, quiet=quiet, resume=resume)
+    return trainer.run()
+
+
+def _load_data(paths: list[str], vocab_size: int, key: str):
+    if not paths:
+        raise OlmoflowError(f"key '{key}': no token dataset given")
+    return [open_token_dataset(p, vocab_size) for p in paths]
+
+
+def estimate_memory(model_cfg, cfg: TrainConfig, world_size: int, bf16: bool) -> dict[str, float]:
+    """Rough peak memory per process in GiB: fp32 weights + grads + AdamW moments (sharded over
+    processes) plus activations of one micro batch (bf16 if ``bf16``; blocks only keep their input
+    under activation checkpointing) and the fp32 logits + their gradient."""
+    p = model_cfg.num_params()
+    b, t, d, n_layers, v = cfg.micro_batch, cfg.seq_len, model_cfg.d_model, model_cfg.n_layers, model_cfg.vocab_size
+    act_bytes = 2 if bf16 else 4
+    per_block = 17 * b * t * d * act_bytes + 4 * b * t * model_cfg.mlp_hidden * act_bytes
+    acts = (n_layers * b * t * d * act_bytes + per_block) if cfg.activation_checkpointing else n_layers * per_block
+    logits = b * t * v * (4 + 4 + act_bytes)
+    states = 16 * p / world_size
+    gib = 1024**3
+    return {
+        "params_grads_optimizer_gib": states / gib,
+        "activations_gib": acts / gib,
+        "logits_gib": logits / gib,
+        "total_gib": (states + acts + logits) / gib,
+    }
+
+
+def plan(cfg: TrainConfig, world_size: int = 1, check_data: bool = True) -> dict[str, Any]:
+    """The resolved plan of a run (what ``--dry-run`` prints); validates config and data."""
+    model_cfg = _model_config(cfg)
+    bp = batch_plan(cfg, world_size)
+    _check_geometry(cfg, model_cfg)
+    out: dict[str, Any] = {
+        "model": model_cfg.name,
+        "parameters": model_cfg.num_params(),
+        "non_embedding_parameters": model_cfg.num_params(include_embedding=False),
+        **bp.model_dump(),
+        "total_tokens": bp.steps * bp.global_batch_tokens,
+        "schedule": cfg.schedule.model_dump(),
+        "lr": cfg.optimizer.lr,
+        "flops_per_token": model_cfg.flops_per_token(cfg.seq_len),
+        "memory_per_gpu_bf16": estimate_memory(model_cfg, cfg, world_size, bf16=True),
+    }
+    if check_data:
+        datasets = _load_data(cfg.data.paths, model_cfg.vocab_size, "data.paths")
+        n_tokens = sum(ds.n_tokens for ds in datasets)
+        out["data_tokens"] = n_tokens
+        out["epochs"] = out["total_tokens"] / max(1, n_tokens)
+        if cfg.data.val_paths:
+            _load_data(cfg.data.val_paths, model_cfg.vocab_size, "data.val_paths")
+    return out
+
+
+def _model_config(cfg: TrainConfig):
+    if cfg.init_from:
+        from olmoflow.model import ModelConfig
+        from olmoflow.model.io import find_model_dir
+
+        d = find_model_dir(cfg.init_from)
+        meta = json.loads((d / "config.json").read_text())
+        if meta.get("format") == "olmoflow-model-v1":
+            return ModelConfig.model_validate(meta["model"])
+        from olmoflow.model.hf import config_from_hf
+
+        return config_from_hf(meta, source=d / "config.json")
+    return resolve_model_config(cfg)
+
+
+def _check_geometry(cfg: TrainConfig, model_cfg) -> None:
+    if cfg.seq_len > model_cfg.max_seq_len:
+        raise OlmoflowError(f"key 'seq_len': {cfg.seq_len} exceeds the model's max_seq_len {model_cfg.max_seq_len}")
+
+
+class Trainer:
+    """Holds the model, optimizer, data and run state; :meth:`run` trains to the last step."""
+
+    def __init__(self, cfg: TrainConfig, info: D.DistInfo, quiet: bool = False, resume: bool = False):
+        from olmoflow.model import Olmo
+
+        self.cfg, self.info = cfg, info
+        self.world, self.rank = info.world_size, info.rank
+        # --- everything that can be wrong with the input fails here, before any step
+        self.model_cfg = _model_config(cfg)
+        self.plan: BatchPlan = batch_plan(cfg, self.world)
+        _check_geometry(cfg, self.model_cfg)
+        pad = self.model_cfg.pad_token_id
+        datasets = _load_data(cfg.data.paths, self.model_cfg.vocab_size, "data.paths")
+        self.sampler = MixtureSampler(
+            build_sources(datasets, cfg.data.mode, cfg.seq_len, pad), cfg.data.mixture, cfg.seed
+        )
+        self.val_sampler = None
+        if cfg.data.val_paths:
+            val = _load_data(cfg.data.val_paths, self.model_cfg.vocab_size, "data.val_paths")
+            self.val_sampler = MixtureSampler(build_sources(val, cfg.data.mode, cfg.seq_len, pad), shuffle=False)
+        self.run_dir = Path(cfg.run_dir)
+        self.ckpt_root = self.run_dir / "checkpoints"
+        self.resume_from = C.latest_checkpoint(self.ckpt_root) if resume else None
+        if not resume and C.latest_checkpoint(self.ckpt_root) is not None:
+            raise OlmoflowError(
+                f"{self.ckpt_root}: run directory already has checkpoints; pass --resume or use a new run_dir"
+            )
+        self.device = info.device
+        self.bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
+        # --- model: same init on every rank (seeded), then parallelism from outside
+        torch.manual_seed(cfg.seed)
+        self.model = Olmo(self.model_cfg, init=False)
+        self.model.init_weights(generator=torch.Generator().manual_seed(cfg.seed))
+        if cfg.init_from:
+            self._init_from(cfg.init_from)
+        self.model.to(self.device)
+        if cfg.activation_checkpointing:
+            D.apply_activation_checkpointing(self.model)
+        if cfg.compile:
+            D.apply_compile(self.model)
+        if self.world > 1:
+            D.apply_fsdp(self.model, self.device, self.bf16)
+        self.model.train()
+        self.optimizer = build_optimizer(self.model, cfg.optimizer)
+        self.guard = SpikeGuard(cfg.spike_window, cfg.spike_sigma, cfg.spike_warmup, enabled=cfg.spike_skip)
+        self.step = 0
+        self.pos = DataPosition()
+        self.tokens = 0
+        self.skipped_total = 0
+        self.quiet = quiet
+        self.log = MetricsWriter(self.run_dir, enabled=self.rank == 0, tensorboard=cfg.tensorboard)
+        if self.resume_from is not None:
+            self._resume(self.resume_from)
+        else:
+            self.log.rewind(0)
+        if self.rank == 0:
+            (self.run_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+
+    # ------------------------------------------------------------------ state
+
+    def _init_from(self, path: str) -> None:
+        from olmoflow.model import load
+
+        if (Path(path) / C.MANIFEST).is_file():
+            C.verify_checkpoint(path)
+        src = load(path)
+        self.model.load_state_dict(src.state_dict())
+
+    def _trainer_state(self) -> dict[str, Any]:
+        return {
+            "data_position": self.pos.to_dict(),
+            "tokens": self.tokens,
+            "skipped_total": self.skipped_total,
+            "spike_guard": self.guard.state_dict(),
+            "schedule": {"name": self.cfg.schedule.name, "lr": self._lr(self.step)},
+            "config": self.cfg.model_dump(mode="json"),
+        }
+
+    def _resume(self, path: Path) -> None:
+        state = C.load_checkpoint(path, self.model, self.optimizer, verify=self.cfg.checkpoint.verify)
+        self.step = int(state["step"])
+        self.pos = DataPosition(**state["data_position"])
+        self.tokens = int(state["tokens"])
+        self.skipped_total = int(state["skipped_total"])
+        self.guard.load_state_dict(state["spike_guard"])
+        self.log.rewind(self.step)
+        self.log.event("resume", checkpoint=str(path), step=self.step)
+
+    def save(self) -> Path:
+        path = C.save_checkpoint(
+            self.ckpt_root, self.step, self.model, self.optimizer, self._trainer_state(), self.model_cfg,
+            consolidated=self.cfg.checkpoint.consolidated,
+        )
+        if self.rank == 0:
+            C.prune_checkpoints(self.ckpt_root, self.cfg.checkpoint.keep_last)
+        self.log.event("checkpoint", step=self.step, path=str(path))
+        return path
+
+    # ------------------------------------------------------------------ compute
+
+    def _lr(self, step: int) -> float:
+        return lr_at(self.cfg.optimizer.lr, self.cfg.schedule, step, self.plan.steps)
+
+    def _autocast(self):
+        if self.bf16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _forward_sum(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss sum incl. z-loss, ce sum, z sum) of one micro batch."""
+        from olmoflow.model import lm_loss
+
+        ids = batch["input_ids"].to(self.device)
+        doc_ids = batch["doc_ids"].to(self.device) if "doc_ids" in batch else None
+        with self._autocast():
+            logits = self.model(ids, doc_ids=doc_ids)
+        loss, parts = lm_loss(logits, batch["labels"].to(self.device), z_loss=self.cfg.optimizer.z_loss,
+                              ignore_index=IGNORE_INDEX, reduction="sum")
+        return loss, parts["ce"], parts["z"]
+
+    def _my_micro_batches(self) -> tuple[list[dict[str, torch.Tensor]], DataPosition]:
+        p = self.plan
+        slots, nxt = self.sampler.positions(self.pos, p.global_batch_seqs)
+        per_rank = p.micro_batch * p.accum_steps
+        mine = slots[self.rank * per_rank : (self.rank + 1) * per_rank]
+        mbs = [
+            collate([self.sampler.get(*s) for s in mine[a * p.micro_batch : (a + 1) * p.micro_batch]])
+            for a in range(p.accum_steps)
+        ]
+        return mbs, nxt
+
+    def train_step(self) -> dict[str, Any]:
+        """One optimizer step over one global batch; returns its metrics record."""
+        t0 = time.perf_counter()
+        lr = self._lr(self.step)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        mbs, nxt = self._my_micro_batches()
+        counts = [int((mb["labels"] != IGNORE_INDEX).sum()) for mb in mbs]
+        n_global = int(D.all_reduce_sum(torch.tensor(float(sum(counts)), device=self.device)).item())
+        if n_global == 0:
+            raise OlmoflowError("a global batch has no tokens to predict (documents of length 1?)")
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+        fsdp = self.world > 1
+        for a, mb in enumerate(mbs):
+            if fsdp:
+                self.model.set_requires_gradient_sync(a == len(mbs) - 1)
+            loss_sum, ce_sum, z_sum = self._forward_sum(mb)
+            # FSDP averages gradients over ranks, hence × world: the result is sum / n_global
+            (loss_sum * (self.world / n_global)).backward()
+            sums += torch.stack([ce_sum.double(), z_sum.double()])
+        D.all_reduce_sum(sums)
+        ce, z = (sums / n_global).tolist()
+        grad_norm = self._clip_grads()
+        skip = self.guard.should_skip(ce, grad_norm)
+        if skip:
+            self.skipped_total += 1
+            self.log.event("skip", step=self.step + 1, loss=ce, grad_norm=grad_norm)
+        else:
+            self.optimizer.step()
+            self.guard.record(ce, grad_norm)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.pos = nxt
+        self.tokens += self.plan.global_batch_tokens
+        dt = time.perf_counter() - t0
+        return {
+            "step": self.step,
+            "loss": ce,
+            "z_loss": z,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "tokens": self.tokens,
+            "tokens_per_s": self.plan.global_batch_tokens / dt,
+            "skipped": int(skip),
+            "skipped_total": self.skipped_total,
+        }
+
+    def _clip_grads(self) -> float:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        max_norm = self.cfg.optimizer.grad_clip or float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+        if hasattr(norm, "full_tensor"):  # DTensor under FSDP
+            norm = norm.full_tensor()
+        return float(norm)
+
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        """Token-mean CE over the first ``eval_batches × micro_batch`` validation sequences
+        (the same sequences for any number of processes)."""
+        if self.val_sampler is None:
+            return None
+        mb = self.cfg.micro_batch
+        n = min(self.cfg.eval_batches * mb, self.val_sampler.epoch_size)
+        mine = list(range(n))[self.rank :: self.world]
+        n_micro = math.ceil(math.ceil(n / self.world) / mb)
+        self.model.eval()
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for a in range(n_micro):
+            idx = mine[a * mb : (a + 1) * mb]
+            items = [self.val_sampler.get(0, i) for i in idx]
+            while len(items) < mb:  # keep every rank in lockstep (FSDP); padding carries no labels
+                filler = dict(self.val_sampler.get(0, 0))
+                filler["labels"] = filler["labels"] * 0 + IGNORE_INDEX
+                items.append(filler)
+            batch = collate(items)
+            _, ce_sum, _ = self._forward_sum(batch)
+            sums += torch.stack([ce_sum.double(), (batch["labels"] != IGNORE_INDEX).sum().double().to(self.device)])
+        self.model.train()
+        D.all_reduce_sum(sums)
+        return float(sums[0] / sums[1].clamp(min=1))
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> dict[str, Any]:
+        cfg, total = self.cfg, self.plan.steps
+        self.log.event("start", step=self.step, total_steps=total, world_size=self.world,
+                       plan=self.plan.model_dump())
+        last: dict[str, Any] = {}
+        last_ckpt: Path | None = None
+        progress = make_progress(disable=self.quiet or self.rank != 0)
+        with progress:
+            task = progress.add_task("pretrain", total=total, completed=self.step, loss="-", tok_s="-")
+            while self.step < total:
+                rec = self.train_step()
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < total:
+                    rec["val_loss"] = self.evaluate()
+                if self.step == total and self.val_sampler is not None:
+                    rec["val_loss"] = self.evaluate()
+                if self.step % cfg.log_every == 0 or self.step == total:
+                    self.log.step(rec)
+                progress.update(task, completed=self.step, loss=f"{rec['loss']:.4f}",
+                                tok_s=f"{rec['tokens_per_s']:,.0f}")
+                if self.step == total or (cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0):
+                    last_ckpt = self.save()
+                last = rec
+        if last_ckpt is None:  # resumed at the end: the final checkpoint exists already
+            last_ckpt = C.latest_checkpoint(self.ckpt_root)
+        if self.rank == 0 and last_ckpt is not None:
+            self._write_final(last_ckpt)
+        self.log.event("end", step=self.step, tokens=self.tokens, skipped_total=self.skipped_total)
+        self.log.close()
+        D.barrier()
+        out = {k: v for k, v in last.items() if k != "tokens_per_s"}
+        out.update(step=self.step, tokens=self.tokens, skipped_total=self.skipped_total,
+                   run_dir=str(self.run_dir), checkpoint=str(last_ckpt) if last_ckpt else None)
+        return out
+
+    def _write_final(self, ckpt: Path) -> None:
+        """``RUN_DIR/final``: the last weights as a plain model dir (hard links, no copy)."""
+        final = self.run_dir / "final"
+        tmp = self.run_dir / ".final.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name in ("model.safetensors", "config.json"):
+            if not (ckpt / name).is_file():
+                return
+            try:
+                os.link(ckpt / name, tmp / name)
+            except OSError:
+                shutil.copy2(ckpt / name, tmp / name)
+        (tmp / "checkpoint.txt").write_text(f"{ckpt}\n")
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmp, final)
