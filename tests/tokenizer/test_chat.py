@@ -9,7 +9,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from olmoflow.errors import OlmoflowError
-from olmoflow.tokenizer import CHAT_TEMPLATE, DEFAULT_TOOLS_SYSTEM, Tok, apply_chat_template, chat_segments
+from olmoflow.tokenizer import (
+    CHAT_TEMPLATE,
+    DEFAULT_TOOLS_SYSTEM,
+    Tok,
+    apply_chat_template,
+    chat_segments,
+    parse_function_calls,
+)
 
 transformers = pytest.importorskip("transformers")
 
@@ -153,3 +160,31 @@ def test_chat_ids_use_single_special_tokens(tok_dir):
 def test_bad_message_is_one_line_error():
     with pytest.raises(OlmoflowError, match="chat message 1"):
         apply_chat_template([{"role": "user", "content": "x"}, {"content": "no role"}])
+
+
+_ident = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}", fullmatch=True)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | _text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_text, st.lists(st.builds(lambda n, a: {"type": "function", "function": {"name": n, "arguments": a}},
+                                 _ident, st.dictionaries(_ident, _json, max_size=3)), min_size=1, max_size=3))
+def test_parse_function_calls_inverts_rendering(content, calls):
+    """What the template renders for tool calls parses back to the same calls (serving relies on it)."""
+    text = apply_chat_template([{"role": "assistant", "content": content, "tool_calls": calls}])
+    body = text[len("<|im_start|>assistant\n"): -len("<|im_end|>\n")]
+    parsed_content, parsed = parse_function_calls(body)
+    assert parsed_content == content
+    assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in parsed] == [
+        (c["function"]["name"], c["function"]["arguments"]) for c in calls
+    ]
+
+
+def test_parse_function_calls_leaves_malformed_blocks():
+    text = "a<function_calls>f(x=1 y=2)</function_calls>b"
+    assert parse_function_calls(text) == (text, [])
+    assert parse_function_calls("no calls") == ("no calls", [])

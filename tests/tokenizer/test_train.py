@@ -143,6 +143,8 @@ def test_reads_zst_text_and_directories_and_quarantines_bad_lines(tmp_path, docs
     (d / "sub" / "a.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(data.encode()))
     (d / "b.txt").write_text("para one\n\npara two\n")
     (d / "ignored.bin").write_bytes(b"\xff\xfe")
+    (d / "manifest.json").write_text('{\n  "metadata": "not documents"\n}\n')
+    (d / ".hidden.jsonl").write_text("garbage\n")
     out = train_tokenizer([d], tmp_path / "tok", vocab_size=500, quiet=True)
     info = json.loads((out / "train_info.json").read_text())
     assert info["inputs"] == [str(d / "b.txt"), str(d / "sub" / "a.jsonl.zst")]
@@ -151,6 +153,16 @@ def test_reads_zst_text_and_directories_and_quarantines_bad_lines(tmp_path, docs
     assert [(b["line"], b["reason"].split()[0]) for b in bad] == [
         (301, "malformed_json"), (302, "missing_text"), (303, "text_not_string")
     ]
+
+
+def test_curate_output_dir_means_its_documents(tmp_path, corpus_dir, tok_dir):
+    curated = tmp_path / "curate"
+    (curated / "removed").mkdir(parents=True)
+    (curated / "removed" / "r.jsonl").write_text('{"text": "removed junk"}\n')
+    (curated / "stats.json").write_text("{}")
+    (curated / "documents").symlink_to(corpus_dir, target_is_directory=True)
+    out = train_tokenizer([curated], tmp_path / "tok", vocab_size=1024, quiet=True)
+    assert (out / "tokenizer.json").read_bytes() == (tok_dir / "tokenizer.json").read_bytes()
 
 
 def test_same_training_from_plain_jsonl_and_gz(tmp_path, docs_maker, jsonl_gz_writer):

@@ -1,68 +1,15 @@
-"""Shared helpers: write token datasets with numpy (docs/formats.md), tiny configs."""
+"""Fixtures for tests/train; helpers live in train_testlib.py (importable: this dir is on sys.path)."""
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-VOCAB = 512
-EOS = 0
-PAD = 1
+sys.path.insert(0, str(Path(__file__).parent))
 
-
-def write_token_dataset(out: Path, docs_by_source: dict[str, list[list[int]]], vocab_size: int = VOCAB,
-                        dtype: str = "uint16", eos: int = EOS, shards_per_source: int = 1) -> Path:
-    """Write ``docs`` (EOS appended to each) as a token dataset directory."""
-    out.mkdir(parents=True, exist_ok=True)
-    shards, sources = [], {}
-    n_tok = n_docs = 0
-    for src, docs in docs_by_source.items():
-        parts = np.array_split(np.arange(len(docs)), shards_per_source)
-        for k, part in enumerate(parts):
-            toks = [np.asarray(list(docs[i]) + [eos], dtype=np.int64) for i in part]
-            flat = np.concatenate(toks).astype(dtype)
-            idx = np.concatenate([[0], np.cumsum([len(t) for t in toks])]).astype(np.int64)
-            name = f"{src}-{k:05d}"
-            flat.tofile(out / f"{name}.bin")
-            np.save(out / f"{name}.idx.npy", idx)
-            shards.append({"path": f"{name}.bin", "source": src, "n_tokens": int(len(flat)), "n_docs": len(toks)})
-            sources[src] = sources.get(src, 0) + int(len(flat))
-            n_tok += len(flat)
-            n_docs += len(toks)
-    meta = {"format": "olmoflow-tokens-v1", "dtype": dtype, "vocab_size": vocab_size, "eos_token_id": eos,
-            "tokenizer": "test", "n_tokens": n_tok, "n_docs": n_docs, "sources": sources, "shards": shards}
-    (out / "meta.json").write_text(json.dumps(meta))
-    return out
-
-
-def random_docs(n: int, seed: int = 0, vocab: int = VOCAB, min_len: int = 5, max_len: int = 80) -> list[list[int]]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(2, vocab, size=int(rng.integers(min_len, max_len))).tolist() for _ in range(n)]
-
-
-def learnable_docs(n: int, seed: int = 0, vocab: int = VOCAB) -> list[list[int]]:
-    """Documents of counting sequences (x, x+1, x+2, ...): next token is predictable."""
-    rng = np.random.default_rng(seed)
-    docs = []
-    for _ in range(n):
-        start, length = int(rng.integers(2, vocab)), int(rng.integers(20, 60))
-        docs.append([2 + (start + i) % (vocab - 2) for i in range(length)])
-    return docs
-
-
-TINY_MODEL = dict(vocab_size=VOCAB, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, mlp_hidden=128,
-                  max_seq_len=128, sliding_window=16, eos_token_id=EOS, pad_token_id=PAD)
-
-
-def tiny_config(run_dir: Path, data: Path, **kw) -> dict:
-    cfg = dict(run_dir=str(run_dir), model=dict(TINY_MODEL), data={"paths": [str(data)]}, seq_len=32,
-               micro_batch=2, global_batch_tokens=128, steps=6, seed=0,
-               optimizer={"lr": 3e-3}, schedule={"name": "cosine", "warmup_steps": 2})
-    cfg.update(kw)
-    return cfg
+from train_testlib import random_docs, write_token_dataset  # noqa: E402
 
 
 @pytest.fixture
@@ -71,15 +18,13 @@ def token_data(tmp_path):
     return write_token_dataset(tmp_path / "tokens", {"web": random_docs(150, 0), "code": random_docs(60, 1)})
 
 
-@pytest.fixture
-def helpers():
-    class H:
-        pass
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: faster for tiny models on a shared 2-core box, and the same thread
+    count as the subprocess runs (OMP_NUM_THREADS=1) so results compare bit for bit."""
+    import torch
 
-    h = H()
-    h.write_token_dataset = write_token_dataset
-    h.random_docs = random_docs
-    h.learnable_docs = learnable_docs
-    h.tiny_config = tiny_config
-    h.TINY_MODEL = TINY_MODEL
-    return h
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -31,6 +31,11 @@ def _fingerprint(shards: list[Shard]) -> str:
     return config_hash({"inputs": rows})
 
 
+def _sorted_step(s: dict[str, Any]) -> dict[str, Any]:
+    """Step stats with sorted sub-dicts, so stats.json does not depend on merge order (resume)."""
+    return {k: dict(sorted(v.items())) if isinstance(v, dict) else v for k, v in s.items()}
+
+
 def curate(
     inputs: str | Path | list[str | Path],
     output: str | Path,
@@ -66,7 +71,7 @@ def curate(
         "run_hash": run_info["run_hash"],
         "n_shards": len(shards),
         "accounting": accounting(data),
-        "steps": {n: data["steps"][n] for n in order if n in data["steps"]},
+        "steps": {n: _sorted_step(data["steps"][n]) for n in order if n in data["steps"]},
         "counters": dict(sorted(data["counters"].items())),
         "histograms": {k: dict(sorted(v.items(), key=lambda kv: float(kv[0])))
                        for k, v in sorted(data["histograms"].items())},

@@ -9,6 +9,7 @@ to ``math_eval.jsonl`` (fields ``id``, ``question``, ``answer``) for evaluation 
 from __future__ import annotations
 
 import ast
+import inspect
 import json
 import os
 import random
@@ -128,6 +129,26 @@ def _code_docs(limit: int | None, max_bytes: int) -> list[dict[str, Any]]:
     return docs
 
 
+def _module_docstring(path: Path) -> str:
+    """A module's docstring from its first tokens (no full parse, no import)."""
+    import tokenize
+
+    try:
+        with open(path, "rb") as f:
+            for tok in tokenize.tokenize(f.readline):
+                if tok.type in (tokenize.ENCODING, tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE):
+                    continue
+                if tok.type != tokenize.STRING:
+                    return ""
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    value = ast.literal_eval(tok.string)
+                return inspect.cleandoc(value) if isinstance(value, str) else ""
+    except (OSError, SyntaxError, ValueError, tokenize.TokenError):
+        return ""
+    return ""
+
+
 def _prose_docs(limit: int | None) -> list[dict[str, Any]]:
     from pydoc_data.topics import topics
 
@@ -140,12 +161,9 @@ def _prose_docs(limit: int | None) -> list[dict[str, Any]]:
         name = f.stem if f.name != "__init__.py" else f.parent.name
         if name.startswith(("_", "test", "idlelib", "tkinter", "turtle", "antigravity", "this", "lib2to3")):
             continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                doc = ast.get_docstring(ast.parse(f.read_text(encoding="utf-8"))) or ""
-        except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
-            continue
+        if limit and len(docs) >= limit:
+            break
+        doc = _module_docstring(f)
         if len(doc) >= 200:
             docs.append({"id": f"prose/module/{name}", "text": doc.strip(), "source": "prose", "added": CREATED,
                          "created": CREATED, "metadata": {"origin": f"{name}.__doc__"}})

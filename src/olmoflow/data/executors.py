@@ -24,6 +24,12 @@ def _progress(quiet: bool):
                     transient=False)
 
 
+def _mp_context():
+    """fork where available: works from scripts without a __main__ guard and starts fast."""
+    methods = mp.get_all_start_methods()
+    return mp.get_context("fork" if "fork" in methods else methods[0])
+
+
 class LocalExecutor:
     """Process pool with ``workers`` processes (inline when workers == 1)."""
 
@@ -57,7 +63,7 @@ class LocalExecutor:
                         on_done()
                 return results
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("forkserver"))
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=_mp_context())
             futs = {self._pool.submit(fn, *a): i for i, a in enumerate(args)}
             pending = set(futs)
             try:

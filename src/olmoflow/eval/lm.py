@@ -23,7 +23,6 @@ stored in request order.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -203,41 +202,50 @@ class HarnessLM:
 
         Generation kwargs (lm-eval names): ``until`` (list of stop strings), ``max_gen_toks``,
         ``temperature`` (0 = greedy), ``top_p``, ``seed``. The text is cut before the first stop.
+        olmoflow models go through the shared engine (``olmoflow.inference``: KV cache, batched);
+        other modules use a plain full-recompute loop.
         """
-        out: list[str] = []
+        prompts: list[tuple[list[int], dict[str, Any]]] = []
         for prompt, kw in requests:
-            until = list(kw.get("until") or [])
             max_new = int(kw.get("max_gen_toks", 256))
             ids = self.tok_encode(prompt)
             keep = max(1, self.max_length - max_new)
-            ids = ids[-keep:] if ids else [self.eos_id]
-            new = self._generate_ids(ids, max_new, float(kw.get("temperature", 0.0)),
-                                     float(kw.get("top_p", 1.0)), int(kw.get("seed", 0)), until)
-            out.append(_cut(self.tok_decode(new), until))
+            prompts.append((ids[-keep:] if ids else [self.eos_id], kw))
+        use_engine = hasattr(self.model, "cfg") and hasattr(self.model, "blocks")
+        out: list[str] = []
+        step = self.batch_size if use_engine else 1
+        for start in range(0, len(prompts), step):
+            chunk = prompts[start: start + step]
+            if use_engine:
+                texts = self._engine_generate(chunk)
+            else:
+                texts = [self.tok_decode(self._fallback_generate(ids, kw)) for ids, kw in chunk]
+            out.extend(_cut(t, list(kw.get("until") or [])) for t, (_, kw) in zip(texts, chunk))
             if progress:
-                progress(1)
+                progress(len(chunk))
         return out
 
-    def _generate_ids(
-        self, prompt: list[int], max_new: int, temperature: float, top_p: float, seed: int, until: list[str]
-    ) -> list[int]:
-        try:
-            from olmoflow.inference import generate  # the shared engine, when present
-        except ImportError:
-            generate = None
-        if generate is not None:
-            res = generate(self.model, [prompt], max_new_tokens=max_new, temperature=temperature,
-                           top_p=top_p, stop_token_ids=[self.eos_id], seed=seed)
-            first = res[0]
-            return list(getattr(first, "tokens", getattr(first, "token_ids", first)))
-        return self._fallback_generate(prompt, max_new, temperature, top_p, seed, until)
+    def _engine_generate(self, chunk: list[tuple[list[int], dict[str, Any]]]) -> list[str]:
+        from olmoflow.inference import Engine, GenerationRequest
+
+        reqs = [
+            GenerationRequest(
+                prompt=ids, max_new_tokens=int(kw.get("max_gen_toks", 256)),
+                temperature=float(kw.get("temperature", 0.0)), top_p=float(kw.get("top_p", 1.0)),
+                stop_token_ids=[self.eos_id], stop_strings=[s for s in kw.get("until") or [] if s],
+                seed=int(kw.get("seed", 0)),
+            )
+            for ids, kw in chunk
+        ]
+        engine = Engine(self.model, tokenizer=self.tokenizer, max_batch_size=self.batch_size)
+        return [r.text if r.text is not None else self.tok_decode(r.token_ids) for r in engine.generate(reqs)]
 
     @torch.no_grad()
-    def _fallback_generate(
-        self, prompt: list[int], max_new: int, temperature: float, top_p: float, seed: int, until: list[str]
-    ) -> list[int]:
-        """Plain loop (full recompute each step) used only when olmoflow.inference is missing."""
-        gen = torch.Generator().manual_seed(seed)
+    def _fallback_generate(self, prompt: list[int], kw: dict[str, Any]) -> list[int]:
+        """Plain loop (full recompute each step) for modules the engine does not drive."""
+        max_new, until = int(kw.get("max_gen_toks", 256)), list(kw.get("until") or [])
+        temperature, top_p = float(kw.get("temperature", 0.0)), float(kw.get("top_p", 1.0))
+        gen = torch.Generator().manual_seed(int(kw.get("seed", 0)))
         ids = list(prompt)
         new: list[int] = []
         for _ in range(max_new):
@@ -272,7 +280,3 @@ def _cut(text: str, until: Sequence[str]) -> str:
                 end = min(end, j)
     return text[:end]
 
-
-def bits_per_byte(loglik: float, n_bytes: int) -> float:
-    """Negative log-likelihood in bits divided by the UTF-8 byte count."""
-    return -loglik / math.log(2) / max(1, n_bytes)

@@ -96,6 +96,14 @@ class RunResult:
         return {n: self.stages[n].artifact_id for n in self.order}
 
 
+def _console(quiet: bool) -> Console:
+    """stdout console; 140 columns when not a terminal so tables stay readable in logs."""
+    c = Console(quiet=quiet, highlight=False)
+    if not c.is_terminal:
+        c = Console(quiet=quiet, highlight=False, width=140)
+    return c
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -175,7 +183,7 @@ class Runner:
         self.dry_run = dry_run
         self.fork = fork
         self.store = ArtifactStore(self.workdir)
-        self.console = console or Console(stderr=False, quiet=quiet, highlight=False)
+        self.console = console or _console(quiet)
         self.log = _Logger(None if dry_run else self.workdir / LOG_FILE)
         load_plugins(spec.plugins, spec.base_dir)
         self.order = toposort(spec)
@@ -403,7 +411,8 @@ def print_plan(console: Console, spec: FlowSpec, order: list[str], plans: dict[s
         e = p.estimate or {}
         status = {"planned": "[magenta]planned (not implemented)[/magenta]", "cached": "[green]cached[/green]",
                   "run": "[yellow]would run[/yellow]"}.get(p.status, p.status)
-        ins = ", ".join(f"{k}<-{r.ref}" for k, r in p.inputs.items()) or "-"
+        ins = ", ".join(f"{k}: {r.stage + ('/' + r.subpath if r.subpath else '') if r.stage else r.ref}"
+                        for k, r in p.inputs.items()) or "-"
         gh = e.get("gpu_hours")
         total += gh or 0.0
         t.add_row(str(i), n, p.type, ins, status, _fmt_num(e.get("tokens")), _fmt_num(e.get("params")),

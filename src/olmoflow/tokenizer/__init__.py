@@ -10,7 +10,13 @@ A tokenizer directory holds tokenizer.json, tokenizer_config.json (eos ``<|endof
 ``transformers.AutoTokenizer.from_pretrained``. See docs/tokenizer.md.
 """
 
-from olmoflow.tokenizer.chat import CHAT_TEMPLATE, DEFAULT_TOOLS_SYSTEM, apply_chat_template, chat_segments
+from olmoflow.tokenizer.chat import (
+    CHAT_TEMPLATE,
+    DEFAULT_TOOLS_SYSTEM,
+    apply_chat_template,
+    chat_segments,
+    parse_function_calls,
+)
 from olmoflow.tokenizer.special import EOS, MIN_VOCAB_SIZE, PAD, SPECIAL_TOKENS, STOP_TOKENS
 from olmoflow.tokenizer.tok import Tok, load_tokenizer
 from olmoflow.tokenizer.train import SPLIT_PATTERN, save_for_hf, train_tokenizer
@@ -28,6 +34,7 @@ __all__ = [
     "apply_chat_template",
     "chat_segments",
     "load_tokenizer",
+    "parse_function_calls",
     "save_for_hf",
     "train_tokenizer",
 ]

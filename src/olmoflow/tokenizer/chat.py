@@ -22,6 +22,7 @@ decoded object; transformers templates expect a mapping (a string is rendered ve
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -198,6 +199,59 @@ def chat_segments(
     if add_generation_prompt:
         out.append((f"{IM_START}assistant\n", False))
     return out
+
+
+_CALL_HEAD = re.compile(r"\s*([A-Za-z_][\w.\-]*)\(")
+_KEY = re.compile(r"\s*([A-Za-z_]\w*)\s*=\s*")
+_SEP = re.compile(r"\s*,")
+_END = re.compile(r"\s*\)\s*$")
+_CALLS = re.compile(re.escape(CALLS_START) + r"(.*?)" + re.escape(CALLS_END), re.DOTALL)
+
+
+def _parse_call(line: str) -> tuple[str, dict[str, Any]] | None:
+    """``name(a=1, b="x")`` -> ("name", {"a": 1, "b": "x"}); None when the line is not a call."""
+    head = _CALL_HEAD.match(line)
+    if head is None:
+        return None
+    args: dict[str, Any] = {}
+    pos, need_sep, decoder = head.end(), False, json.JSONDecoder()
+    while True:
+        if _END.match(line, pos):
+            return head.group(1), args
+        if need_sep:
+            return None
+        key = _KEY.match(line, pos)
+        if key is None:
+            return None
+        try:
+            args[key.group(1)], pos = decoder.raw_decode(line, key.end())
+        except ValueError:
+            return None
+        sep = _SEP.match(line, pos)
+        pos, need_sep = (sep.end(), False) if sep else (pos, True)
+
+
+def parse_function_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """Split model output into (content, OpenAI-style tool calls) — the inverse of the renderer.
+
+    Every ``<function_calls>…</function_calls>`` block is removed from the content; each of its
+    lines ``name(arg=json, ...)`` becomes ``{"type": "function", "function": {"name", "arguments"}}``
+    with ``arguments`` a JSON string (as the OpenAI API returns it). A block with a line that does
+    not parse is left in the content and yields no calls.
+    """
+    calls: list[dict[str, Any]] = []
+    kept: list[str] = []
+    last = 0
+    for block in _CALLS.finditer(text):
+        parsed = [_parse_call(line) for line in block.group(1).split("\n") if line.strip()]
+        if any(p is None for p in parsed):
+            continue
+        kept.append(text[last : block.start()])
+        last = block.end()
+        for name, args in parsed:  # type: ignore[misc]
+            calls.append({"type": "function", "function": {"name": name, "arguments": _dumps(args)}})
+    kept.append(text[last:])
+    return "".join(kept), calls
 
 
 def apply_chat_template(

@@ -4,7 +4,9 @@
   its ``text`` field. Other fields are ignored, so a bare ``{"text": ...}`` file works too.
 - Anything else is plain UTF-8 text (optionally ``.gz`` / ``.zst``), split into paragraphs at blank
   lines; each paragraph keeps its newlines, so the pieces concatenate back to the file exactly.
-- A directory means every supported file under it (recursively), sorted by path.
+- A directory means every supported file under it (recursively, hidden files and bare ``.json``
+  metadata files skipped), sorted by path. A curate output directory (``documents/`` next to
+  ``stats.json``) means its ``documents/``.
 
 Bad JSONL lines (malformed JSON, missing or non-string ``text``, invalid UTF-8) are not fatal: they
 are counted and returned as quarantine records with file, line and reason.
@@ -26,6 +28,8 @@ JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 COMPRESSED = ("", ".gz", ".zst")
 SUPPORTED = tuple(s + c for s in JSONL_SUFFIXES + TEXT_SUFFIXES for c in COMPRESSED)
+#: Picked from directories: a bare ``.json`` there is usually metadata (manifest.json, stats.json).
+DIR_SUFFIXES = tuple(s for s in SUPPORTED if s != ".json")
 
 
 def _is_jsonl(path: Path) -> bool:
@@ -40,9 +44,15 @@ def resolve_inputs(inputs: list[Path]) -> list[Path]:
         if not path.exists():
             raise OlmoflowError(f"input not found: {path}")
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(SUPPORTED))
+            if (path / "documents").is_dir() and (path / "stats.json").is_file():
+                path = path / "documents"  # a curate output dir: train on its kept documents only
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.name.endswith(DIR_SUFFIXES) and not p.name.startswith(".")
+            )
             if not found:
-                raise OlmoflowError(f"{path}: no input files (expected {', '.join(SUPPORTED[:6])}, ...)")
+                raise OlmoflowError(f"{path}: no input files (expected .jsonl[.gz|.zst], .json.gz, .txt, ...)")
             files.extend(found)
         else:
             files.append(path)

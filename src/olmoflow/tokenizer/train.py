@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,7 @@ def train_tokenizer(
     special tokens and the 256 byte symbols; a small corpus may stop short of it (no pairs left).
     """
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -110,7 +111,7 @@ def train_tokenizer(
     stats = CorpusStats()
     total_bytes = sum(p.stat().st_size for p in files)
     progress = Progress(
-        TextColumn("[bold]reading corpus"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
@@ -128,7 +129,7 @@ def train_tokenizer(
         show_progress=False,
     )
     with progress:
-        task = progress.add_task("read", total=total_bytes, docs=0)
+        task = progress.add_task("reading corpus", total=total_bytes, docs=0)
 
         def on_progress(nbytes: int) -> None:
             progress.update(task, completed=nbytes, docs=stats.n_docs)
@@ -136,7 +137,7 @@ def train_tokenizer(
         texts = iter_texts(files, stats, on_progress)
         if max_docs is not None:
             texts = iter(_reservoir(texts, max_docs, seed))
-        counted = _Counter(texts)
+        counted = _Counter(texts, on_end=lambda: progress.update(task, description="computing merges"))
         tok.train_from_iterator(counted, trainer=trainer)
         progress.update(task, completed=total_bytes, docs=stats.n_docs)
     if counted.n == 0:
@@ -166,13 +167,16 @@ def train_tokenizer(
         first = stats.quarantined[0]
         console.print(
             f"[yellow]warning:[/] skipped {len(stats.quarantined)} bad record(s), e.g. "
-            f"{first['file']}:{first['line']}: {first['reason']} (all in {quarantine})"
+            + escape(f"{first['file']}:{first['line']}: {first['reason']} (all in {quarantine})"),
+            soft_wrap=True,
         )
     elif quarantine.exists():
         quarantine.unlink()
     console.print(
         f"trained tokenizer: vocab {info['vocab_size']:,} on {info['docs_trained']:,} docs "
-        f"({stats.n_bytes / 1e6:.1f} MB) -> {out_dir}"
+        f"(read {stats.n_docs:,} docs, {stats.n_bytes / 1e6:.1f} MB of text) -> {out_dir}",
+        soft_wrap=True,
+        markup=False,
     )
     return out_dir
 
@@ -180,8 +184,9 @@ def train_tokenizer(
 class _Counter:
     """Wraps an iterator of texts and counts the non-empty ones it hands to the trainer."""
 
-    def __init__(self, texts: Iterator[str]):
+    def __init__(self, texts: Iterator[str], on_end: Callable[[], None]):
         self.texts = texts
+        self.on_end = on_end
         self.n = 0
 
     def __iter__(self) -> Iterator[str]:
@@ -189,6 +194,7 @@ class _Counter:
             if text:
                 self.n += 1
                 yield text
+        self.on_end()
 
 
 def _fix_added_tokens(tok: Tokenizer) -> Tokenizer:

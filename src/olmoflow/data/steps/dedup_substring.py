@@ -1,9 +1,10 @@
 """Substring dedup with a suffix array (pydivsufsort), after Lee et al. 2022 / Dolma 3.
 
-All documents are concatenated (NUL-separated) into one byte string. For every pair of suffixes
-adjacent in the suffix array whose common prefix (clipped at document ends) is at least
-``min_bytes`` long, the later occurrence of that prefix is marked. Marked bytes are therefore every
-repeat of a long span except its first occurrence. A document whose marked share reaches
+All documents are concatenated (NUL-separated) into one byte string, and its suffix array, LCP
+array and longest-previous-factor array are built. A position whose longest previous factor
+(clipped at its document's end) is at least ``min_bytes`` starts a span that already occurred
+earlier; those spans are marked. Marked bytes are therefore every repeat of a long span except its
+first occurrence (in shard, then document order). A document whose marked share reaches
 ``remove_doc_fraction`` is removed whole; otherwise the marked spans are cut out of it.
 """
 
@@ -32,16 +33,17 @@ def repeated_spans(data: bytes, starts: np.ndarray, ends: np.ndarray, min_bytes:
     if n == 0:
         return np.zeros(0, dtype=bool)
     arr = np.frombuffer(bytearray(data), dtype=np.uint8)
-    sa = pds.divsufsort(arr).astype(np.int64)
-    lcp = pds.kasai(arr, sa).astype(np.int64)[:-1]
-    a, b = sa[:-1], sa[1:]
-    doc_of = np.searchsorted(starts, np.arange(n), side="right") - 1
+    sa = pds.divsufsort(arr)
+    lcp = pds.kasai(arr, sa)
+    # longest previous factor: the longest prefix of suffix i that also starts at some j < i
+    lpf = pds.longest_previous_factor(arr, sa, lcp).astype(np.int64)
+    del sa, lcp
+    doc_of = np.searchsorted(starts, np.arange(n, dtype=np.int64), side="right") - 1
     doc_end = ends[np.clip(doc_of, 0, len(ends) - 1)]
-    lcp = np.minimum(lcp, np.minimum(doc_end[a] - a, doc_end[b] - b))
-    keep = lcp >= min_bytes
-    later = np.maximum(a[keep], b[keep])
-    length = lcp[keep]
-    diff = np.bincount(later, minlength=n + 1) - np.bincount(later + length, minlength=n + 1)
+    # a prefix of an earlier match is itself an earlier match, so clipping at the document end is safe
+    length = np.minimum(lpf, np.maximum(doc_end - np.arange(n, dtype=np.int64), 0))
+    keep = np.flatnonzero(length >= min_bytes)
+    diff = np.bincount(keep, minlength=n + 1) - np.bincount(keep + length[keep], minlength=n + 1)
     return np.cumsum(diff[:-1]) > 0
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from olmoflow.config import ConfigError
 from olmoflow.errors import OlmoflowError
 from olmoflow.flow.registry import StageContext, register_stage
+from olmoflow.flow.stages._common import model_dir, plain
 
 #: TrainConfig keys the runner fills from inputs / the artifact dir; they are not part of the config
 RUNNER_KEYS = ("run_dir", "init_from")
@@ -51,7 +52,7 @@ def train_config(config: dict[str, Any], inputs: dict[str, Path], out_dir: Path,
     if inputs.get("val") is not None:
         cfg["data"]["val_paths"] = [str(inputs["val"])]
     if inputs.get("init_from") is not None:
-        cfg["init_from"] = str(inputs["init_from"])
+        cfg["init_from"] = str(model_dir(inputs["init_from"]))
     if inputs.get("tokenizer") is not None:
         cfg["model_overrides"] = {**_tokenizer_ids(inputs["tokenizer"]), **(cfg.get("model_overrides") or {})}
     cfg["run_dir"] = str(out_dir)
@@ -73,22 +74,13 @@ def _tokenizer_ids(tok_dir: Path) -> dict[str, Any]:
 
 
 @register_stage("pretrain", description="pretrain a model (olmoflow.train)", fork_input="init_from",
-                resolve_config=resolve, volatile_files=("tensorboard/*", "*.log", "train.log", "timing*"))
+                resolve_config=resolve, volatile_files=("log.jsonl", "tensorboard/*"),
+                volatile_keys={"metrics.jsonl": ("tokens_per_s",)})
 def run(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
     from olmoflow.train import pretrain
 
     cfg = train_config(config, inputs, out_dir, ctx)
-    result = pretrain(cfg, quiet=ctx.quiet)
-    return _metrics(result)
-
-
-def _metrics(result: Any) -> dict:
-    if result is None:
-        return {}
-    if isinstance(result, dict):
-        return result
-    if hasattr(result, "model_dump"):
-        return result.model_dump(mode="json")
-    if hasattr(result, "__dict__"):
-        return {k: v for k, v in vars(result).items() if isinstance(v, int | float | str | bool)}
-    return {"result": str(result)}
+    metrics = plain(pretrain(cfg, quiet=ctx.quiet))
+    for k in ("run_dir", "checkpoint"):  # absolute paths: the manifest records the artifact instead
+        metrics.pop(k, None)
+    return metrics

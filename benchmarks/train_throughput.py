@@ -1,0 +1,138 @@
+"""Training throughput of ``olmoflow pretrain`` against a plain transformers training loop.
+
+CPU (default): tokens/s of the tiny-1m and tiny-20m presets through the full trainer
+(``olmoflow.train.pretrain``: data loading, AdamW, grad clipping, loss-spike guard, metrics),
+and of the peer: ``transformers`` ``Olmo3ForCausalLM`` with the same config, batch and AdamW in a
+bare loop. ratio = ours / peer at each size.
+
+GPU (when CUDA is available): tokens/s/GPU and MFU of a ~1B OLMo 3 config (``olmo3-1b``) in bf16
+with ``torch.compile`` on one GPU; skipped cleanly on CPU-only machines.
+
+    python benchmarks/train_throughput.py [--steps N] [--seq-len T] [--micro-batch B] [--sizes tiny-1m,tiny-20m]
+
+Ends with ``RESULT key=value ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from olmoflow.model import get_preset
+from olmoflow.model.hf import config_to_hf
+from olmoflow.train import TrainConfig, pretrain
+from olmoflow.train.metrics import read_metrics
+
+#: dense bf16 peak FLOP/s by GPU name fragment (for MFU)
+PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
+
+
+def write_random_tokens(out: Path, vocab: int, n_tokens: int, doc_len: int = 500, seed: int = 0) -> Path:
+    """A token dataset (docs/formats.md) of random documents."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    dtype = np.uint16 if vocab <= 65536 else np.uint32
+    toks = np.random.default_rng(seed).integers(2, vocab, size=n_tokens).astype(dtype)
+    toks[doc_len - 1 :: doc_len] = 0  # EOS closes every document
+    idx = np.concatenate([np.arange(0, n_tokens, doc_len), [n_tokens]]).astype(np.int64)
+    toks.tofile(out / "bench-00000.bin")
+    np.save(out / "bench-00000.idx.npy", idx)
+    meta = {"format": "olmoflow-tokens-v1", "dtype": np.dtype(dtype).name, "vocab_size": vocab, "eos_token_id": 0,
+            "n_tokens": n_tokens, "n_docs": len(idx) - 1,
+            "shards": [{"path": "bench-00000.bin", "source": "bench", "n_tokens": n_tokens, "n_docs": len(idx) - 1}]}
+    (out / "meta.json").write_text(json.dumps(meta))
+    return out
+
+
+def ours(preset: str, steps: int, seq_len: int, micro: int, workdir: Path, **cfg_extra) -> float:
+    """Median tokens/s of the trainer after 2 warm-up steps."""
+    model = get_preset(preset)
+    data = write_random_tokens(workdir / f"data-{preset}", model.vocab_size, (steps + 2) * seq_len * micro + seq_len + 1)
+    cfg = TrainConfig(run_dir=str(workdir / f"run-{preset}"), model=preset, data={"paths": [str(data)]},
+                      seq_len=seq_len, micro_batch=micro, global_batch_tokens=seq_len * micro, steps=steps + 2,
+                      checkpoint={"every": 0}, **cfg_extra)
+    pretrain(cfg, quiet=True)
+    rates = [r["tokens_per_s"] for r in read_metrics(Path(cfg.run_dir) / "metrics.jsonl")][2:]
+    return statistics.median(rates)
+
+
+def peer(preset: str, steps: int, seq_len: int, micro: int) -> float:
+    """Median tokens/s of transformers' Olmo3ForCausalLM in a bare AdamW loop (same config/batch)."""
+    import transformers
+
+    cfg = get_preset(preset)
+    hf_cfg = config_to_hf(cfg)
+    config = transformers.AutoConfig.for_model(hf_cfg.pop("model_type"), **hf_cfg)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    gen = torch.Generator().manual_seed(0)
+    rates = []
+    for i in range(steps + 2):
+        ids = torch.randint(2, cfg.vocab_size, (micro, seq_len + 1), generator=gen)
+        t0 = time.perf_counter()
+        out = model(input_ids=ids[:, :-1], labels=ids[:, :-1])
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if i >= 2:
+            rates.append(seq_len * micro / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def gpu_run(steps: int, workdir: Path) -> dict[str, float]:
+    """tokens/s/GPU and MFU of olmo3-1b, bf16 + torch.compile, seq 4096 (one GPU)."""
+    seq, micro = 4096, 4
+    cfg = get_preset("olmo3-1b")
+    tok_s = ours("olmo3-1b", steps, seq, micro, workdir, precision="bf16", compile=True)
+    name = torch.cuda.get_device_name(0)
+    peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
+    mfu = cfg.flops_per_token(seq) * tok_s / peak if peak else float("nan")
+    return {"gpu_1b_tok_s_per_gpu": tok_s, "gpu_1b_mfu": mfu}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="tiny-1m,tiny-20m")
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--micro-batch", type=int, default=8)
+    ap.add_argument("--gpu-steps", type=int, default=20)
+    args = ap.parse_args(argv)
+    result: dict[str, str] = {}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.micro_batch}×{args.seq_len}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for preset in args.sizes.split(","):
+            key = preset.replace("-", "_")
+            a = ours(preset, args.steps, args.seq_len, args.micro_batch, work)
+            b = peer(preset, args.steps, args.seq_len, args.micro_batch)
+            print(f"{preset:10s} {get_preset(preset).num_params() / 1e6:6.1f}M params  "
+                  f"olmoflow {a:9.0f} tok/s   transformers loop {b:9.0f} tok/s   ratio {a / b:.2f}")
+            result[f"{key}_tok_s"] = f"{a:.0f}"
+            result[f"{key}_peer_tok_s"] = f"{b:.0f}"
+            result[f"{key}_ratio"] = f"{a / b:.2f}"
+        if torch.cuda.is_available():
+            g = gpu_run(args.gpu_steps, work)
+            print(f"olmo3-1b on {torch.cuda.get_device_name(0)}: {g['gpu_1b_tok_s_per_gpu']:.0f} tok/s/GPU, "
+                  f"MFU {g['gpu_1b_mfu']:.1%} (reference: OLMo 1B ≈ 44K tok/s/GPU on H100)")
+            result["gpu_1b_tok_s_per_gpu"] = f"{g['gpu_1b_tok_s_per_gpu']:.0f}"
+            result["gpu_1b_mfu"] = f"{g['gpu_1b_mfu']:.3f}"
+        else:
+            print("no CUDA device: GPU throughput / MFU skipped")
+            result["gpu"] = "skipped"
+    print("RESULT " + " ".join(f"{k}={v}" for k, v in result.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""``evaluate``: load a model, run tasks, write a results file with provenance, print a table."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from olmoflow.errors import OlmoflowError
+from olmoflow.eval.lm import HarnessLM
+from olmoflow.eval.runners import n_requests, run_task
+from olmoflow.eval.tasks import Task, get_task
+
+__all__ = ["evaluate", "evaluate_lm", "load_model_and_tokenizer", "find_tokenizer", "model_provenance",
+           "print_table", "resolve_tasks"]
+
+
+def find_tokenizer(model_path: str | Path) -> Path:
+    """tokenizer.json next to the model, or in a parent (a run dir holding checkpoints/step-N)."""
+    p = Path(model_path)
+    for cand in [p, *list(p.parents)[:3]]:
+        for d in (cand, cand / "tokenizer"):
+            if (d / "tokenizer.json").is_file():
+                return d
+    raise OlmoflowError(f"{p}: no tokenizer.json next to the model or in its parent directories; pass --tokenizer DIR")
+
+
+def load_model_and_tokenizer(model_path: str | Path, tokenizer: str | Path | None = None):
+    """(model in fp32 eval mode, olmoflow ``Tok``) for a native or HF model directory."""
+    from olmoflow.model import load
+    from olmoflow.tokenizer import Tok
+
+    p = Path(model_path)
+    if not p.exists():
+        raise OlmoflowError(f"{p}: no such model path")
+    model = load(p, dtype=torch.float32)
+    tok = Tok.from_dir(tokenizer or find_tokenizer(p))
+    return model, tok
+
+
+def _sha256_file(path: Path, limit: int = 2 << 30) -> str | None:
+    if not path.is_file() or path.stat().st_size > limit:
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_provenance(model_path: str | Path) -> dict[str, Any]:
+    """Where the model came from: path, weights hash, and its artifact id / manifest if any."""
+    p = Path(model_path).resolve()
+    d = p if p.is_dir() else p.parent
+    info: dict[str, Any] = {"path": str(model_path), "weights_sha256": _sha256_file(d / "model.safetensors")}
+    try:
+        from olmoflow.flow.store import find_artifact_root, read_manifest
+
+        found = find_artifact_root(d)
+        if found is not None:
+            root, sub = found
+            man = read_manifest(root)
+            info.update(artifact_id=man.get("id"), artifact_dir=str(root), artifact_subpath=sub,
+                        stage=man.get("stage"), config_hash=man.get("config_hash"))
+    except ImportError:
+        pass
+    if "artifact_id" not in info and (d / "manifest.json").is_file():
+        try:
+            man = json.loads((d / "manifest.json").read_text())
+            info["manifest"] = str(d / "manifest.json")
+            info["artifact_id"] = man.get("id") or man.get("artifact_id")
+        except (OSError, json.JSONDecodeError):
+            pass
+    return info
+
+
+def resolve_tasks(tasks: list[str | Task]) -> list[Task]:
+    """Task objects for specs; a bad spec fails before any model work starts."""
+    if not tasks:
+        raise OlmoflowError("no tasks given")
+    return [t if isinstance(t, Task) else get_task(t) for t in tasks]
+
+
+def evaluate_lm(
+    lm: HarnessLM, tasks: list[str | Task], limit: int | None = None, seed: int = 0, quiet: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Run ``tasks`` on an already-built ``HarnessLM``; returns ``{task name: result}``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    loaded = []
+    for task in resolve_tasks(tasks):
+        docs, pool = task.load()
+        if limit is not None:
+            docs = docs[:limit]
+        loaded.append((task, docs, pool))
+    out: dict[str, dict[str, Any]] = {}
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.speed} req/s" if False else ""), TimeRemainingColumn(),
+                        console=Console(stderr=True, quiet=quiet), disable=quiet)
+    with progress:
+        for task, docs, pool in loaded:
+            bar = progress.add_task(task.name, total=n_requests(task, docs))
+            metrics, items = run_task(task, lm, docs, pool, seed=seed,
+                                      progress=lambda n, bar=bar: progress.advance(bar, n))
+            out[task.name] = {
+                "config": task.config(), "config_hash": task.config_hash(), "n_items": len(docs),
+                "primary_metric": task.primary_metric, "metrics": metrics, "items": items,
+            }
+    return out
+
+
+def print_table(results: dict[str, dict[str, Any]], title: str = "olmoflow eval", quiet: bool = False) -> None:
+    """A rich table: task, metric, value, items (primary metric in bold)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if quiet:
+        return
+    table = Table(title=title)
+    for col in ("task", "metric", "value", "n"):
+        table.add_column(col, justify="right" if col in ("value", "n") else "left")
+    for name, r in results.items():
+        for k, v in r["metrics"].items():
+            style = "bold" if k == r["primary_metric"] else ""
+            table.add_row(name, k, f"{v:.4f}", str(r["n_items"]), style=style)
+    Console().print(table)
+
+
+def evaluate(
+    model_path: str | Path,
+    tasks: list[str],
+    limit: int | None = None,
+    batch_size: int = 8,
+    out: str | Path | None = None,
+    quiet: bool = False,
+    seed: int = 0,
+    tokenizer: str | Path | None = None,
+    max_length: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate the model at ``model_path`` (native or HF dir) on ``tasks``.
+
+    Returns (and writes to ``out`` as JSON) ``{"model": provenance, "seed", "batch_size", "limit",
+    "tasks": {name: {"config", "config_hash", "n_items", "primary_metric", "metrics", "items"}}}``.
+    The file has no timestamps: same model + tasks + seed give a byte-identical file on CPU.
+    """
+    from olmoflow import __version__
+
+    specs = resolve_tasks(list(tasks))  # fail on a bad task name before loading anything
+    if limit is not None and limit < 1:
+        raise OlmoflowError(f"--limit must be >= 1, got {limit}")
+    if batch_size < 1:
+        raise OlmoflowError(f"--batch-size must be >= 1, got {batch_size}")
+    model, tok = load_model_and_tokenizer(model_path, tokenizer)
+    lm = HarnessLM(model, tok, batch_size=batch_size, max_length=max_length)
+    task_results = evaluate_lm(lm, specs, limit=limit, seed=seed, quiet=quiet)
+    result = {
+        "olmoflow_version": __version__,
+        "model": model_provenance(model_path),
+        "tokenizer": str(tokenizer or find_tokenizer(model_path)),
+        "seed": seed, "batch_size": batch_size, "limit": limit, "max_length": lm.max_length,
+        "tasks": task_results,
+    }
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1, sort_keys=False) + "\n")
+    print_table(task_results, title=f"olmoflow eval: {model_path}", quiet=quiet)
+    return result

@@ -1,0 +1,194 @@
+"""Run one task against a ``HarnessLM``: build requests, score them, compute metrics.
+
+Each ``run_*`` returns ``(metrics, items)``; ``items`` are the per-document outputs written into
+the results file (gold, scores, predictions, generations) so any number can be audited.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from olmoflow.eval.lm import HarnessLM
+from olmoflow.eval.metrics import (
+    bits_per_byte,
+    extract_boxed,
+    extract_last_number,
+    mean,
+    numbers_equal,
+    pass_at_k,
+)
+from olmoflow.eval.tasks import LETTERS, Task, fewshot_examples, fewshot_prefix
+
+__all__ = ["run_task", "score_code", "n_requests", "PMI_CONTEXT"]
+
+Progress = Callable[[int], None] | None
+PMI_CONTEXT = "Answer:"
+
+
+def _argmax(xs: list[float]) -> int:
+    return max(range(len(xs)), key=lambda i: (xs[i], -i))  # first of ties
+
+
+def n_requests(task: Task, docs: list[dict[str, Any]]) -> int:
+    """How many model requests a task makes (for progress bars)."""
+    if task.kind == "rc":
+        return sum(2 * len(d["choices"]) for d in docs)
+    if task.kind == "mc":
+        return sum(len(d["choices"]) for d in docs)
+    if task.kind == "code":
+        return len(docs) * task.n_samples
+    return len(docs)
+
+
+def run_task(
+    task: Task, lm: HarnessLM, docs: list[dict[str, Any]], pool: list[dict[str, Any]],
+    seed: int = 0, progress: Progress = None,
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Evaluate ``docs`` of ``task``; few-shot examples are drawn from ``pool``."""
+    fn = {"rc": run_rc, "mc": run_mc, "gen": run_gen, "code": run_code, "ppl": run_ppl}[task.kind]
+    return fn(task, lm, docs, pool, seed, progress)
+
+
+def run_rc(task, lm, docs, pool, seed, progress):
+    """Cloze: every answer scored as a continuation; raw / per-token / per-char / PMI accuracies."""
+    reqs: list[tuple[str, str]] = []
+    for d in docs:
+        ctx = fewshot_prefix(task, fewshot_examples(task, pool, d)) + task.query(d)
+        reqs += [(ctx, " " + c) for c in d["choices"]]
+        reqs += [(PMI_CONTEXT, " " + c) for c in d["choices"]]
+    scores = lm.loglikelihood(reqs, progress)
+    items, correct = [], defaultdict(list)
+    pos = 0
+    for d in docs:
+        k = len(d["choices"])
+        ll = [s for s, _ in scores[pos: pos + k]]
+        unc = [s for s, _ in scores[pos + k: pos + 2 * k]]
+        conts = reqs[pos: pos + k]
+        pos += 2 * k
+        ntok = [max(1, len(lm.encode_pair(c, x)[1])) for c, x in conts]
+        nchar = [max(1, len(x)) for _, x in conts]
+        preds = {
+            "raw": _argmax(ll),
+            "per_token": _argmax([a / n for a, n in zip(ll, ntok)]),
+            "per_char": _argmax([a / n for a, n in zip(ll, nchar)]),
+            "pmi": _argmax([a - u for a, u in zip(ll, unc)]),
+        }
+        for name, p in preds.items():
+            correct[name].append(float(p == d["gold"]))
+        items.append({"id": d["id"], "gold": d["gold"], "loglikelihoods": ll, "unconditional": unc,
+                      "n_tokens": ntok, "pred": preds})
+    return {f"acc_{k}": mean(v) for k, v in correct.items()}, items
+
+
+def run_mc(task, lm, docs, pool, seed, progress):
+    """Multiple choice: the options are listed with letters; score `` A``, `` B``, …"""
+    reqs: list[tuple[str, str]] = []
+    for d in docs:
+        ctx = fewshot_prefix(task, fewshot_examples(task, pool, d)) + task.mc_query(d)
+        reqs += [(ctx, " " + LETTERS[i]) for i in range(len(d["choices"]))]
+    scores = lm.loglikelihood(reqs, progress)
+    items, acc, pos = [], [], 0
+    for d in docs:
+        ll = [s for s, _ in scores[pos: pos + len(d["choices"])]]
+        pos += len(d["choices"])
+        pred = _argmax(ll)
+        acc.append(float(pred == d["gold"]))
+        items.append({"id": d["id"], "gold": d["gold"], "loglikelihoods": ll, "pred": pred})
+    return {"acc_raw": mean(acc)}, items
+
+
+def _extract(task: Task, text: str) -> str | None:
+    if task.extract == "boxed":
+        return extract_boxed(text) or extract_last_number(text)
+    if task.extract == "last_number":
+        return extract_last_number(text)
+    return text.strip()
+
+
+def run_gen(task, lm, docs, pool, seed, progress):
+    """Generate until a stop sequence, extract the answer, exact match against the gold."""
+    kw = {"until": task.stop, "max_gen_toks": task.max_gen_toks, "temperature": task.temperature,
+          "top_p": task.top_p, "seed": seed}
+    reqs = [(fewshot_prefix(task, fewshot_examples(task, pool, d)) + d["prompt"], kw) for d in docs]
+    outs = lm.generate_until(reqs, progress)
+    items, em = [], []
+    for d, out in zip(docs, outs):
+        pred = _extract(task, out)
+        ok = numbers_equal(pred, str(d["answer"])) if task.extract != "none" else (pred == str(d["answer"]).strip())
+        em.append(float(ok))
+        items.append({"id": d["id"], "answer": str(d["answer"]), "output": out, "extracted": pred, "correct": ok})
+    return {"exact_match": mean(em)}, items
+
+
+def code_program(problem: dict[str, Any], completion: str) -> str:
+    """The program HumanEval runs: prompt + completion + tests + ``check(entry_point)``."""
+    return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+
+
+def score_code(
+    problems: list[dict[str, Any]], completions: list[list[str]], ks: list[int] | tuple[int, ...] = (1,),
+    timeout_s: float = 10.0, workers: int = 4, progress: Progress = None,
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Run every completion's tests in the sandbox; unbiased pass@k over each problem's samples."""
+    from olmoflow.eval.sandbox import run_python
+
+    jobs = [(i, j) for i, comps in enumerate(completions) for j in range(len(comps))]
+
+    def one(job):
+        i, j = job
+        r = run_python(code_program(problems[i], completions[i][j]), timeout_s=timeout_s)
+        if progress:
+            progress(1)
+        return job, r
+
+    results: dict[tuple[int, int], Any] = {}
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
+        for job, r in ex.map(one, jobs):
+            results[job] = r
+    items, per_k = [], defaultdict(list)
+    for i, (p, comps) in enumerate(zip(problems, completions)):
+        passed = [results[(i, j)].ok for j in range(len(comps))]
+        n, c = len(passed), sum(passed)
+        for k in ks:
+            if k <= n:
+                per_k[k].append(pass_at_k(n, c, k))
+        items.append({"task_id": p["task_id"], "completions": comps, "passed": passed,
+                      "reasons": [results[(i, j)].reason for j in range(len(comps))]})
+    return {f"pass@{k}": mean(v) for k, v in sorted(per_k.items())}, items
+
+
+def run_code(task, lm, docs, pool, seed, progress):
+    """Sample ``n_samples`` completions per problem, execute the tests, report pass@k."""
+    reqs = [(d["prompt"], {"until": task.stop, "max_gen_toks": task.max_gen_toks,
+                           "temperature": task.temperature, "top_p": task.top_p, "seed": seed * 100003 + 7919 * i + s})
+            for i, d in enumerate(docs) for s in range(task.n_samples)]
+    outs = lm.generate_until(reqs, progress)
+    comps = [outs[i * task.n_samples: (i + 1) * task.n_samples] for i in range(len(docs))]
+    return score_code(docs, comps, task.ks, task.timeout_s)
+
+
+def run_ppl(task, lm, docs, pool, seed, progress):
+    """Each document scored on its own (rolling windows); bits per byte and perplexity per source.
+
+    ``bits_per_byte`` is the macro average over sources (Paloma reports sources separately).
+    """
+    res = lm.loglikelihood_rolling([d["text"] for d in docs], progress)
+    by_src: dict[str, list[tuple[float, int, int]]] = defaultdict(list)
+    items = []
+    for d, (ll, ntok) in zip(docs, res):
+        nbytes = len(d["text"].encode("utf-8"))
+        by_src[d["source"]].append((ll, ntok, nbytes))
+        items.append({"id": d["id"], "source": d["source"], "loglikelihood": ll, "n_tokens": ntok, "n_bytes": nbytes,
+                      "bits_per_byte": bits_per_byte(ll, nbytes)})
+    metrics: dict[str, float] = {}
+    for src in sorted(by_src):
+        rows = by_src[src]
+        ll = sum(r[0] for r in rows)
+        metrics[f"bits_per_byte/{src}"] = bits_per_byte(ll, sum(r[2] for r in rows))
+        metrics[f"perplexity/{src}"] = math.exp(-ll / max(1, sum(r[1] for r in rows)))
+    metrics["bits_per_byte"] = mean([v for k, v in metrics.items() if k.startswith("bits_per_byte/")])
+    return metrics, items

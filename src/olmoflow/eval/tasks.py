@@ -1,0 +1,188 @@
+"""Evaluation tasks: what is asked (documents), in which format, with which few-shot examples.
+
+A task spec on the command line is one of
+
+- a registered name: ``arc_easy``, ``arc_easy:mc``, ``hellaswag``, ``piqa``, ``sciq``,
+  ``openbookqa``, ``arc_challenge``, ``mmlu`` (all subjects) or ``mmlu_<subject>``, ``gsm8k``,
+  ``humaneval``, ``arith_gen`` / ``arith_rc`` / ``arith_mc`` (see ``list_tasks()``);
+  ``NAME:rc`` / ``NAME:mc`` picks the OLMES format of a multiple-choice task, ``NAME:Nshot``
+  overrides the shot count (``arc_easy:mc:0shot``);
+- a local JSONL file ``FORMAT:PATH`` with FORMAT one of ``rc``, ``mc``, ``gen``, ``ppl``,
+  ``code``, or a bare ``PATH.jsonl`` whose format is read from the first line's fields
+  (docs/eval.md gives the schemas);
+- ``arith_gen:PATH`` etc. for an arithmetic file written by the data stage (``math_eval.jsonl``).
+
+Formats (OLMES): ``rc`` scores every answer as a cloze continuation (raw, per-token, per-char
+and PMI normalisations), ``mc`` lists the answers with letters and scores `` A``, `` B``, …;
+``gen`` generates until a stop sequence and extracts the answer (last number or last
+``\\boxed{}``); ``code`` samples completions and runs the tests in the sandbox (pass@k);
+``ppl`` scores each document on its own (bits per byte per source).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from olmoflow.errors import OlmoflowError
+
+__all__ = ["Task", "get_task", "list_tasks", "register", "fewshot_examples", "LETTERS"]
+
+Kind = Literal["rc", "mc", "gen", "ppl", "code"]
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+Loader = Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]]
+
+
+@dataclass
+class Task:
+    """One evaluation task. ``load()`` returns ``(eval_docs, fewshot_pool)``.
+
+    Docs are plain dicts, normalised by the loaders:
+    rc/mc: ``id, question, choices, gold`` (+ optional ``query`` = the item's full cloze prompt);
+    gen: ``id, prompt, answer``; ppl: ``id, text, source``; code: HumanEval fields
+    ``task_id, prompt, test, entry_point`` (+ ``canonical_solution``).
+    """
+
+    name: str
+    kind: Kind
+    loader: Loader = field(repr=False, compare=False)
+    source: str = ""
+    num_shots: int = 0
+    fewshot_seed: int = 1234
+    query_template: str = "Question: {question}\nAnswer:"
+    primary_metric: str = ""
+    stop: list[str] = field(default_factory=list)
+    max_gen_toks: int = 256
+    extract: Literal["last_number", "boxed", "none"] = "last_number"
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n_samples: int = 1
+    ks: list[int] = field(default_factory=lambda: [1])
+    timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.primary_metric:
+            self.primary_metric = {
+                "rc": "acc_per_char", "mc": "acc_raw", "gen": "exact_match", "ppl": "bits_per_byte",
+                "code": f"pass@{self.ks[0]}",
+            }[self.kind]
+
+    def load(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return self.loader()
+
+    def config(self) -> dict[str, Any]:
+        """Everything that defines the task's numbers (the loader is named by ``source``)."""
+        d = asdict(self)
+        d.pop("loader", None)
+        return d
+
+    def config_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def query(self, doc: dict[str, Any]) -> str:
+        """The cloze prompt of an rc item (ends right before the answer)."""
+        return doc.get("query") or self.query_template.format(question=doc["question"])
+
+    def mc_query(self, doc: dict[str, Any]) -> str:
+        """The multiple-choice prompt: question, lettered options, ``Answer:``."""
+        opts = "".join(f"\n {LETTERS[i]}. {c}" for i, c in enumerate(doc["choices"]))
+        return f"Question: {doc['question']}{opts}\nAnswer:"
+
+
+# ---------------------------------------------------------------------------------- few-shot
+def fewshot_examples(task: Task, pool: list[dict[str, Any]], doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The task's fixed few-shot examples for ``doc``: the same seeded sample for every item,
+    skipping the item itself when the pool is the evaluation set."""
+    k = task.num_shots
+    if k <= 0 or not pool:
+        return []
+    rng = random.Random(task.fewshot_seed)
+    order = rng.sample(range(len(pool)), min(len(pool), k + 1))
+    key = _doc_key(doc)
+    shots = [pool[i] for i in order if _doc_key(pool[i]) != key]
+    return shots[:k]
+
+
+def _doc_key(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, sort_keys=True, default=str)
+
+
+def fewshot_prefix(task: Task, shots: list[dict[str, Any]]) -> str:
+    """Rendered shots (each followed by a blank line) for rc/mc/gen tasks."""
+    parts = []
+    for s in shots:
+        if task.kind == "rc":
+            parts.append(f"{task.query(s)} {s['choices'][s['gold']]}")
+        elif task.kind == "mc":
+            parts.append(f"{task.mc_query(s)} {LETTERS[s['gold']]}")
+        elif task.kind == "gen":
+            parts.append(f"{s['prompt']} {s.get('solution') or s['answer']}")
+    return "".join(p + "\n\n" for p in parts)
+
+
+# ---------------------------------------------------------------------------------- registry
+_REGISTRY: dict[str, Callable[[], Task]] = {}
+
+
+def register(name: str) -> Callable[[Callable[[], Task]], Callable[[], Task]]:
+    """Decorator: register a zero-argument task factory under ``name``."""
+
+    def deco(fn: Callable[[], Task]) -> Callable[[], Task]:
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def list_tasks() -> list[str]:
+    """Names of the registered tasks (MMLU subjects appear as ``mmlu_<subject>``)."""
+    from olmoflow.eval import loaders  # noqa: F401  (registers the built-ins)
+
+    return sorted(_REGISTRY)
+
+
+_SHOT_RE = re.compile(r"^(\d+)shot$")
+_FILE_KINDS = ("rc", "mc", "gen", "ppl", "code")
+
+
+def get_task(spec: str) -> Task:
+    """Resolve a task spec (see the module docstring); OlmoflowError with the known names if unknown."""
+    from olmoflow.eval import loaders
+
+    spec = spec.strip()
+    if not spec:
+        raise OlmoflowError("empty task name")
+    head, _, rest = spec.partition(":")
+    # local files: FORMAT:PATH or PATH.jsonl
+    if head in _FILE_KINDS and rest:
+        return loaders.jsonl_task(rest, kind=head)
+    if spec.endswith((".jsonl", ".jsonl.gz")) and head not in _REGISTRY and not head.startswith("arith"):
+        return loaders.jsonl_task(spec, kind=None)
+    # arithmetic from a file: arith_gen:PATH
+    if head.startswith("arith_") and rest and not _SHOT_RE.match(rest) and rest not in ("rc", "mc"):
+        return loaders.arith_task(head, path=rest)
+    names = list_tasks()
+    if head not in _REGISTRY:
+        close = [n for n in names if head.split("_")[0] in n][:8]
+        hint = f" (did you mean: {', '.join(close)}?)" if close else ""
+        raise OlmoflowError(
+            f"unknown task {spec!r}{hint}; run 'olmoflow eval --list-tasks' for all names, or pass FORMAT:PATH.jsonl"
+        )
+    task = _REGISTRY[head]()
+    for mod in [m for m in rest.split(":") if m]:
+        if mod in ("rc", "mc"):
+            if task.kind not in ("rc", "mc"):
+                raise OlmoflowError(f"task {head!r} is {task.kind}; ':{mod}' applies to multiple-choice tasks only")
+            task = replace(task, kind=mod, name=f"{head}:{mod}", primary_metric="")
+            task.__post_init__()
+        elif m := _SHOT_RE.match(mod):
+            task = replace(task, num_shots=int(m.group(1)), name=f"{task.name}:{mod}")
+        else:
+            raise OlmoflowError(f"task {spec!r}: unknown modifier {mod!r} (use rc, mc or Nshot)")
+    return task

@@ -1,0 +1,100 @@
+"""Tokenize into the documented token format and mix to target ratios."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+from datautil import sentence_text, vocab, write_jsonl
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from olmoflow.data.mix import mix
+from olmoflow.data.tokenize import TokenDataset, tokenize
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tok")
+    r = random.Random(0)
+    words = vocab(300)
+    docs = {
+        "code": [{"id": f"c{i}", "text": f"def f{i}(x):\n    return x * {i} + {r.randint(0, 99)}\n", "source": "code"}
+                 for i in range(120)],
+        "prose": [{"id": f"p{i}", "text": sentence_text(r, words, r.randint(20, 80)), "source": "prose"}
+                  for i in range(150)],
+    }
+    files = [write_jsonl(root / f"{k}.jsonl", v) for k, v in docs.items()]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|pad|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([d["text"] for v in docs.values() for d in v], trainer)
+    tok_dir = root / "tokenizer"
+    tok_dir.mkdir()
+    tok.save(str(tok_dir / "tokenizer.json"))
+    return {"root": root, "files": files, "docs": docs, "tok": tok, "tok_dir": tok_dir}
+
+
+def test_tokenize_format_and_roundtrip(corpus, tmp_path):
+    meta = tokenize(corpus["files"], corpus["tok_dir"], tmp_path / "t", workers=2, quiet=True)
+    eos = corpus["tok"].token_to_id("<|endoftext|>")
+    on_disk = json.loads((tmp_path / "t" / "meta.json").read_text())
+    assert on_disk == meta
+    assert meta["format"] == "olmoflow-tokens-v1" and meta["dtype"] == "uint16" and meta["eos_token_id"] == eos
+    assert meta["n_docs"] == 270 and set(meta["sources"]) == {"code", "prose"}
+    assert meta["n_tokens"] == sum(meta["sources"].values()) == sum(s["n_tokens"] for s in meta["shards"])
+    for sh in meta["shards"]:
+        raw = np.fromfile(tmp_path / "t" / sh["path"], dtype="<u2")
+        idx = np.load(tmp_path / "t" / sh["path"].replace(".bin", ".idx.npy"))
+        assert idx.dtype == np.int64 and idx[0] == 0 and idx[-1] == len(raw) == sh["n_tokens"]
+        assert len(idx) == sh["n_docs"] + 1
+        assert (raw[idx[1:] - 1] == eos).all()
+    ds = TokenDataset(tmp_path / "t")
+    decoded = [corpus["tok"].decode(t[:-1].tolist()) for _, t in ds.documents("prose")]
+    assert decoded == [d["text"] for d in corpus["docs"]["prose"]]
+
+
+def test_tokenize_is_deterministic_across_worker_counts(corpus, tmp_path):
+    tokenize(corpus["files"], corpus["tok_dir"], tmp_path / "a", workers=1, quiet=True)
+    tokenize(corpus["files"], corpus["tok_dir"], tmp_path / "b", workers=2, quiet=True)
+    for f in sorted((tmp_path / "a").iterdir()):
+        assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes(), f.name
+
+
+def test_mix_hits_ratios_with_up_and_downsampling(corpus, tmp_path):
+    t = tmp_path / "t"
+    meta = tokenize(corpus["files"], corpus["tok_dir"], t, workers=1, quiet=True)
+    total = 3 * meta["sources"]["code"]  # forces prose downsampling or code upsampling depending on ratio
+    info = mix({"code": t, "prose": t}, tmp_path / "m", ratios={"code": 0.7, "prose": 0.3}, total_tokens=total,
+               seed=3, quiet=True)
+    assert info["sources"]["code"]["repetition"] > 1.0  # upsampled
+    m = TokenDataset(tmp_path / "m")
+    assert m.meta["n_tokens"] == info["total_tokens"]
+    assert abs(info["achieved_ratios"]["code"] - 0.7) < 0.02
+    for src, v in info["sources"].items():  # targets met, overshooting by less than one document
+        longest = max(len(d) for _, d in TokenDataset(t).documents(src))
+        assert 0 <= v["tokens"] - v["target_tokens"] < longest
+    # every mixed document is a whole document of its source
+    code_docs = {tuple(t.tolist()) for _, t in TokenDataset(t).documents("code")}
+    assert all(tuple(d.tolist()) in code_docs for _, d in m.documents("code"))
+    again = mix({"code": t, "prose": t}, tmp_path / "m2", ratios={"code": 0.7, "prose": 0.3}, total_tokens=total,
+                seed=3, quiet=True)
+    assert again == info
+    assert (tmp_path / "m" / "code-00000.bin").read_bytes() == (tmp_path / "m2" / "code-00000.bin").read_bytes()
+
+
+def test_cli_tokenize_and_mix(corpus, tmp_path, capsys):
+    from olmoflow.cli import main
+
+    assert main(["tokenize", "--input", *map(str, corpus["files"]), "--tokenizer", str(corpus["tok_dir"]),
+                 "--output", str(tmp_path / "t"), "--workers", "1", "--quiet"]) == 0
+    assert main(["mix", "--input", f"code={tmp_path / 't'}", f"prose={tmp_path / 't'}", "--output",
+                 str(tmp_path / "m"), "--tokens", "code=500,prose=1000", "--seed", "1", "--quiet"]) == 0
+    info = json.loads((tmp_path / "m" / "mix.json").read_text())
+    assert 500 <= info["sources"]["code"]["tokens"] < 600 and 1000 <= info["sources"]["prose"]["tokens"] < 1200
+    assert main(["mix", "--input", f"code={tmp_path / 't'}", "--output", str(tmp_path / "x"),
+                 "--ratios", "code=1,web=2", "--total-tokens", "10", "--quiet"]) == 1
+    assert "no input for source(s) ['web']" in capsys.readouterr().err

@@ -1,0 +1,155 @@
+"""End-to-end pretraining on CPU: learning, exact resume after SIGKILL, bad input, init_from."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from train_testlib import learnable_docs, random_docs, tiny_config, write_token_dataset
+
+from olmoflow.cli import main as olmoflow_main
+from olmoflow.model import load
+from olmoflow.train import TrainConfig, pretrain
+from olmoflow.train.metrics import read_metrics
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def _cfg(tmp_path, data_dir, **kw) -> TrainConfig:
+    return TrainConfig.model_validate(tiny_config(tmp_path / "run", data_dir, **kw))
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": SRC}
+
+
+def _write_yaml(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_loss_goes_down_on_learnable_corpus(tmp_path):
+    data = write_token_dataset(tmp_path / "tok", {"count": learnable_docs(200)})
+    cfg = _cfg(tmp_path, data, steps=40, optimizer={"lr": 1e-2}, global_batch_tokens=256, micro_batch=8)
+    out = pretrain(cfg, quiet=True)
+    losses = [r["loss"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")]
+    assert len(losses) == 40 and out["step"] == 40
+    assert losses[0] > 6.0  # ~ln(512) at init
+    assert sum(losses[-5:]) / 5 < losses[0] - 2.0
+    rec = read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]
+    assert {"step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "skipped"} <= rec.keys()
+    assert rec["tokens"] == 40 * 256
+    # run dir products: intermediate/final checkpoint + final/ model dir, loadable
+    assert (tmp_path / "run" / "checkpoints" / "step-40" / "manifest.json").is_file()
+    model = load(tmp_path / "run" / "final")
+    assert model.cfg.d_model == 64
+    # the same run_dir again without --resume is refused
+    with pytest.raises(Exception, match="already has checkpoints; pass --resume"):
+        pretrain(cfg, quiet=True)
+    # init_from: a new run starting from the trained weights starts where the old one ended
+    # (model architecture comes from the checkpoint, whatever preset the config names)
+    second = TrainConfig.model_validate({**cfg.model_dump(), "run_dir": str(tmp_path / "run2"), "steps": 1,
+                                         "init_from": out["checkpoint"], "model": "tiny-1m"})
+    loss2 = pretrain(second, quiet=True)["loss"]
+    assert loss2 < losses[0] - 2.0 and abs(loss2 - losses[-1]) < 0.5
+
+
+def test_packed_mode_with_validation(tmp_path):
+    data = write_token_dataset(tmp_path / "tok", {"web": random_docs(80, 0), "code": random_docs(40, 1)})
+    val = write_token_dataset(tmp_path / "val", {"web": random_docs(20, 5)})
+    cfg = _cfg(tmp_path, data, steps=4, eval_every=2, eval_batches=2,
+               data={"paths": [str(data)], "val_paths": [str(val)], "mode": "packed",
+                     "mixture": {"web": 0.3, "code": 0.7}})
+    out = pretrain(cfg, quiet=True)
+    recs = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [("val_loss" in r) for r in recs] == [False, True, False, True]
+    assert 5.5 < out["val_loss"] < 7.0
+
+
+def test_exact_resume_after_sigkill_is_bit_identical(tmp_path):
+    data = write_token_dataset(tmp_path / "tok", {"web": random_docs(300, 0), "code": random_docs(100, 1)})
+    base = tiny_config(tmp_path / "killed", data, steps=120, global_batch_tokens=64,
+                       checkpoint={"every": 10}, spike_warmup=5)
+    cfg_file = _write_yaml(tmp_path / "cfg.yaml", base)
+    cmd = [sys.executable, "-m", "olmoflow.cli", "pretrain", "--config", str(cfg_file), "--quiet"]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    marker = tmp_path / "killed" / "checkpoints" / "step-20" / "manifest.json"
+    deadline = time.time() + 120
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert not (tmp_path / "killed" / "checkpoints" / "step-120").exists()
+    killed_at = len(read_metrics(tmp_path / "killed" / "metrics.jsonl"))
+    assert 20 <= killed_at < 120
+    res = subprocess.run(cmd + ["--resume"], env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    # the same run without interruption (in this process, also one thread)
+    ref_cfg = TrainConfig.model_validate({**base, "run_dir": str(tmp_path / "ref")})
+    pretrain(ref_cfg, quiet=True)
+
+    def curve(run):
+        return [(r["step"], r["loss"], r["grad_norm"], r["lr"], r["skipped"]) for r in read_metrics(tmp_path / run / "metrics.jsonl")]
+
+    resumed, ref = curve("killed"), curve("ref")
+    assert [s for s, *_ in resumed] == list(range(1, 121))
+    assert resumed == ref
+    a = load(tmp_path / "killed" / "final").state_dict()
+    b = load(tmp_path / "ref" / "final").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _run_cli(args, capsys) -> tuple[int, str]:
+    rc = olmoflow_main(["pretrain", *args])
+    return rc, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("case", ["missing_shard", "dtype", "divisible", "schedule", "seq_len"])
+def test_bad_input_is_one_line_error_before_training(tmp_path, capsys, case):
+    data = write_token_dataset(tmp_path / "tok", {"web": random_docs(50, 0)})
+    cfg = tiny_config(tmp_path / "run", data)
+    expect = {
+        "missing_shard": r"web-00000\.bin: token shard listed in meta\.json not found",
+        "dtype": r"meta\.json: dtype uint16 cannot hold vocab_size 70000",
+        "divisible": r"global_batch_tokens=100 is not divisible by seq_len × micro_batch × processes",
+        "schedule": r"key 'schedule\.name'",
+        "seq_len": r"seq_len.*exceeds the model's max_seq_len 128",
+    }[case]
+    if case == "missing_shard":
+        (data / "web-00000.bin").unlink()
+    elif case == "dtype":
+        meta = json.loads((data / "meta.json").read_text())
+        meta["vocab_size"] = 70000
+        (data / "meta.json").write_text(json.dumps(meta))
+        cfg["model"]["vocab_size"] = 70016
+    elif case == "divisible":
+        cfg["global_batch_tokens"] = 100
+    elif case == "schedule":
+        cfg["schedule"]["name"] = "cosine_restarts"
+    else:
+        cfg["seq_len"], cfg["global_batch_tokens"] = 256, 512
+    rc, err = _run_cli(["--config", str(_write_yaml(tmp_path / "c.yaml", cfg)), "--quiet"], capsys)
+    assert rc == 1
+    assert len(err.splitlines()) == 1, err
+    assert re.search(expect, err), err
+    assert not read_metrics(tmp_path / "run" / "metrics.jsonl")  # no step ran
+
+
+def test_dry_run_prints_plan_without_training(tmp_path, capsys):
+    data = write_token_dataset(tmp_path / "tok", {"web": random_docs(50, 0)})
+    cfg = _write_yaml(tmp_path / "c.yaml", tiny_config(tmp_path / "run", data))
+    rc = olmoflow_main(["pretrain", "--config", str(cfg), "--dry-run", "--json", "global_batch_tokens=256"])
+    plan = json.loads(capsys.readouterr().out)
+    assert rc == 0 and plan["accum_steps"] == 4 and plan["steps"] == 6 and plan["total_tokens"] == 6 * 256
+    assert plan["parameters"] > 0 and plan["memory_per_gpu_bf16"]["total_gib"] > 0
+    assert not (tmp_path / "run").exists()
