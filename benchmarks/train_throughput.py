@@ -103,9 +103,9 @@ def gpu_run(steps: int, workdir: Path) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="tiny-1m,tiny-20m")
-    ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--seq-len", type=int, default=256)
-    ap.add_argument("--micro-batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--micro-batch", type=int, default=4)
     ap.add_argument("--gpu-steps", type=int, default=20)
     args = ap.parse_args(argv)
     result: dict[str, str] = {}

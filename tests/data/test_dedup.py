@@ -27,7 +27,7 @@ def fuzzy_corpus():
     r = random.Random(7)
     vb = vocab(900)
     docs = []
-    for i in range(60):
+    for _ in range(60):
         docs.append(sentence_text(r, vb, 120).split(" "))
     for k in range(20):  # near copies at varied similarity
         docs.append(_mutate(r, docs[k], r.choice([1, 2, 3, 12, 25])))

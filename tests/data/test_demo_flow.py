@@ -20,7 +20,7 @@ from olmoflow.data.demo import build_demo_corpus
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
-    return build_demo_corpus(root / "corpus", seed=0, max_docs_per_source=120, n_math_eval=100)
+    return build_demo_corpus(root / "corpus", seed=0, max_docs_per_source=60, n_math_eval=100)
 
 
 def test_default_recipe_on_demo_corpus_via_cli(demo, tmp_path, capsys):

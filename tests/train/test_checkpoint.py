@@ -96,3 +96,14 @@ def test_keep_last_prunes_old_checkpoints(tmp_path):
     assert [s for s, _ in C.list_checkpoints(tmp_path)] == [3, 4]
     C.prune_checkpoints(tmp_path, keep_last=None)
     assert len(C.list_checkpoints(tmp_path)) == 2
+
+
+def test_same_state_gives_byte_identical_checkpoints(tmp_path):
+    """No random ids or absolute paths inside: artifact hashes of identical runs agree."""
+    cfg, model, opt = _trained()
+    a = C.save_checkpoint(tmp_path / "a", 3, model, opt, {"x": 1}, cfg)
+    b = C.save_checkpoint(tmp_path / "b", 3, model, opt, {"x": 1}, cfg)
+    torch.manual_seed(0)
+    assert (a / C.MANIFEST).read_bytes() == (b / C.MANIFEST).read_bytes()
+    files = C.verify_checkpoint(a)["files"]
+    assert {"model.safetensors", "config.json", "trainer.json", "rng.json", "dcp/.metadata"} <= files.keys()

@@ -21,7 +21,11 @@ def _curate(argv: list[str]) -> int:
     p.add_argument("--quiet", "-q", action="store_true")
     p.add_argument("overrides", nargs="*", help="recipe overrides, e.g. langid.min_score=0.5")
     args, extra = p.parse_known_args(argv)
-    overrides = list(args.overrides) + [a for a in extra if "=" in a and not a.startswith("-")]
+    # key=value items swallowed by --input/--decontaminate are overrides, not paths
+    moved = [a for a in args.input + args.decontaminate if "=" in a and not Path(a).exists()]
+    args.input = [a for a in args.input if a not in moved]
+    args.decontaminate = [a for a in args.decontaminate if a not in moved]
+    overrides = moved + list(args.overrides) + [a for a in extra if "=" in a and not a.startswith("-")]
     bad = [a for a in extra if a not in overrides]
     if bad:
         p.error(f"unrecognized arguments: {' '.join(bad)}")

@@ -12,7 +12,7 @@ from olmoflow.data.documents import read_jsonl
 def accounting(stats: dict[str, Any]) -> dict[str, Any]:
     """Docs in = kept + removed (by step and reason) + quarantined, checked."""
     c = stats.get("counters", {})
-    removed = {name: sum(s["removed"].values()) for name, s in stats["steps"].items() if s["removed"]}
+    removed = {name: sum(s["removed"].values()) for name, s in sorted(stats["steps"].items()) if s["removed"]}
     acc = {
         "docs_in": int(c.get("records_read", 0)),
         "kept": int(c.get("kept", 0)),
@@ -62,7 +62,7 @@ def _histogram_png(hist: dict[str, int], path: Path, title: str, xlabel: str, nu
     if len(keys) > 12:
         ax.tick_params(axis="x", labelrotation=90, labelsize=7)
     ax.set_yscale("log" if max(hist.values(), default=1) > 50 else "linear")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.88, bottom=0.3 if len(keys) > 12 else 0.17)
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
 

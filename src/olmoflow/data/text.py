@@ -7,6 +7,7 @@ n-grams of word hashes are combined with numpy so shingling costs a few microsec
 from __future__ import annotations
 
 import re
+import string
 
 import numpy as np
 import xxhash
@@ -50,9 +51,52 @@ def ngram_hashes(wh: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+_PUNCT = str.maketrans({c: " " for c in string.punctuation + "\u2018\u2019\u201c\u201d\u2013\u2014\u2026\u00a0"})
+
+
+def fast_words(text: str) -> list[str]:
+    """Lowercased words split on whitespace and punctuation (str.translate: ~2x faster than a regex)."""
+    return text.lower().translate(_PUNCT).split()
+
+
+def batch_shingles(texts: list[str], n: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique word n-gram hashes for many texts at once: (flat uint64, int64 offsets).
+
+    Document ``i`` owns ``flat[offsets[i]:offsets[i+1]]``. A text with fewer than ``n`` (but some)
+    words gets one hash of all its words; an empty text gets none. Vectorised over the whole batch.
+    """
+    toks = [fast_words(t) for t in texts]
+    counts = np.fromiter((len(t) for t in toks), dtype=np.int64, count=len(toks))
+    flat_words = [w for t in toks for w in t]
+    h = xxhash.xxh3_64_intdigest
+    wh = np.fromiter(map(h, map(str.encode, flat_words)), dtype=np.uint64, count=len(flat_words))
+    starts = np.r_[0, np.cumsum(counts)][:-1].astype(np.int64)
+    ends = starts + counts
+    doc_ids, grams = [np.zeros(0, np.int64)], [np.zeros(0, np.uint64)]
+    if len(wh) >= n:
+        g = ngram_hashes(wh, n)
+        pos = np.arange(len(g), dtype=np.int64)
+        doc_of = np.repeat(np.arange(len(texts), dtype=np.int64), counts)[: len(g)]
+        ok = pos + n <= ends[doc_of]
+        grams.append(g[ok])
+        doc_ids.append(doc_of[ok])
+    for i in np.flatnonzero((counts > 0) & (counts < n)).tolist():  # short texts: one hash of all words
+        grams.append(ngram_hashes(wh[starts[i] : ends[i]], n))
+        doc_ids.append(np.array([i], dtype=np.int64))
+    g, d = np.concatenate(grams), np.concatenate(doc_ids)
+    order = np.lexsort((g, d))
+    g, d = g[order], d[order]
+    keep = np.ones(len(g), dtype=bool)
+    keep[1:] = (g[1:] != g[:-1]) | (d[1:] != d[:-1])
+    g, d = g[keep], d[keep]
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(d, minlength=len(texts)), out=offsets[1:])
+    return g, offsets
+
+
 def shingles(text: str, n: int = 5) -> np.ndarray:
-    """Sorted unique word n-gram hashes of ``text`` (lowercased words)."""
-    return np.unique(ngram_hashes(word_hashes(words(text)), n))
+    """Sorted unique word n-gram hashes of one text (same hashing as :func:`batch_shingles`)."""
+    return batch_shingles([text], n)[0]
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:

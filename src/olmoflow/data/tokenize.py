@@ -8,7 +8,6 @@ Each input file is one task; its documents are split by ``source`` and written a
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path

@@ -165,7 +165,9 @@ def get_task(spec: str) -> Task:
     if spec.endswith((".jsonl", ".jsonl.gz")) and head not in _REGISTRY and not head.startswith("arith"):
         return loaders.jsonl_task(spec, kind=None)
     # arithmetic from a file: arith_gen:PATH
-    if head.startswith("arith_") and rest and not _SHOT_RE.match(rest) and rest not in ("rc", "mc"):
+    first = rest.split(":")[0]
+    looks_like_file = rest.endswith((".jsonl", ".jsonl.gz", ".json")) or "/" in rest
+    if head.startswith("arith_") and rest and looks_like_file and not _SHOT_RE.match(first) and first not in ("rc", "mc"):
         return loaders.arith_task(head, path=rest)
     names = list_tasks()
     if head not in _REGISTRY:

@@ -59,10 +59,11 @@ def _final_weights(arts: dict[str, tuple[Path, dict]]) -> tuple[str, Path] | Non
     exports = [(n, d) for n, (d, m) in arts.items() if m.get("type") == "export"]
     if exports:
         return "hf", exports[-1][1]
-    for _n, (d, m) in reversed(list(arts.items())):
-        if m.get("type") in ("pretrain", "midtrain", "longcontext", "soup", "sft", "dpo", "rlvr"):
-            final = d / "final"
-            return "native", final if final.is_dir() else d
+    for _n, (d, m) in reversed(list(arts.items())):  # the last training-like stage: its final weights
+        if (d / "final").is_dir():
+            return "native", d / "final"
+        if m.get("type") in ("midtrain", "longcontext", "soup", "sft", "dpo", "rlvr"):
+            return "native", d
     return None
 
 

@@ -210,7 +210,8 @@ def _sweep_points(d: Path, m: dict) -> dict[str, tuple[list, list]]:
             step = int(row["step"])
         except (TypeError, ValueError):
             continue
-        for k, v in _flat({k: v for k, v in row.items() if k != "step"}).items():
+        for k, v in _flat({k: v for k, v in row.items() if k not in ("step", "model")}).items():
+            k = k.removeprefix("metrics.")
             if isinstance(v, int | float) and not isinstance(v, bool):
                 xs, ys = series.setdefault(k, ([], []))
                 xs.append(step)

@@ -240,6 +240,11 @@ class Runner:
 
     # ---- running --------------------------------------------------------------------------
     def run(self) -> RunResult:
+        if not self.dry_run:
+            for n in self.order:
+                if self.types[n].planned:
+                    raise OlmoflowError(f"stage {n!r}: stage type {self.types[n].name!r} is not implemented "
+                                        "yet (planned); run with --dry-run to see the plan")
         plans: dict[str, StagePlan] = {}
         for n in self.order:
             plans[n] = StagePlan(name=n, type=self.spec.stages[n].type, config=self._resolve_config(n))
@@ -250,10 +255,6 @@ class Runner:
                 plans[n].estimate = {}
         if self.dry_run:
             return self._dry_run(plans)
-        for n in self.order:
-            if self.types[n].planned:
-                raise OlmoflowError(f"stage {n!r}: stage type {self.types[n].name!r} is not implemented yet "
-                                    "(planned); run with --dry-run to see the plan")
         self.workdir.mkdir(parents=True, exist_ok=True)
         t_run = time.time()
         self.log("run_start", flow=self.spec.name, source=self.spec.source, seed=self.spec.seed,

@@ -205,6 +205,18 @@ def _full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
 # ----------------------------------------------------------------------------- save / load
 
 
+def _writer(path: Path):
+    """A DCP FileSystemWriter whose .metadata holds no random save id or absolute path, so the same
+    run writes byte-identical checkpoints (the flow's artifact hashes depend on it)."""
+    from torch.distributed.checkpoint import FileSystemWriter
+
+    class _Writer(FileSystemWriter):
+        def storage_meta(self):
+            return None
+
+    return _Writer(str(path))
+
+
 def save_checkpoint(
     root: str | Path,
     step: int,
@@ -230,7 +242,7 @@ def save_checkpoint(
     model_sd, optim_sd = get_state_dict(model, optimizer)
     with warnings.catch_warnings():  # "assuming the intent is to save in a single process": yes
         warnings.simplefilter("ignore", UserWarning)
-        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / "dcp"))
+        dcp.save({"model": model_sd, "optim": optim_sd}, storage_writer=_writer(tmp / "dcp"))
     full = _full_model_state(model) if (consolidated or not D.is_distributed()) else None
     if D.rank() == 0:
         if full is not None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
 from olmoflow.config import load_config
 from olmoflow.train import distributed as D
@@ -31,6 +33,26 @@ def _fmt_plan(p: dict) -> str:
     return "\n".join(lines)
 
 
+def _dry_run(cfg: TrainConfig, args) -> int:
+    """Print the plan; data problems are reported after it (exit 1) rather than hiding it."""
+    from olmoflow.errors import OlmoflowError
+    from olmoflow.train.trainer import plan
+
+    world = args.nproc or int(os.environ.get("WORLD_SIZE", 1))
+    p = plan(cfg, world_size=world, check_data=False)
+    data_error = None
+    try:
+        p.update(plan(cfg, world_size=world, check_data=True))
+    except OlmoflowError as e:
+        data_error = str(e)
+        p["data_error"] = data_error
+    print(json.dumps(p, indent=2) if args.json else _fmt_plan(p))
+    if data_error:
+        print(f"data             NOT READY: {data_error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="olmoflow pretrain", description="pretrain an OLMo model")
     ap.add_argument("--config", required=True, help="TrainConfig YAML")
@@ -39,14 +61,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print the resolved plan and exit")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--json", action="store_true", help="print the plan / final metrics as JSON")
+    ap.add_argument("--nproc", type=int, default=None,
+                    help="--dry-run: plan for this many processes (default: $WORLD_SIZE or 1)")
     args = ap.parse_args(argv)
     cfg = load_config(TrainConfig, args.config, args.overrides)
     if args.dry_run:
-        from olmoflow.train.trainer import plan
-
-        p = plan(cfg, world_size=int(__import__("os").environ.get("WORLD_SIZE", 1)))
-        print(json.dumps(p, indent=2) if args.json else _fmt_plan(p))
-        return 0
+        return _dry_run(cfg, args)
     from olmoflow.train.trainer import pretrain
 
     try:

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from olmoflow.data.steps.base import Context, Doc, GlobalStep, StepConfig
-from olmoflow.data.text import jaccard, shingles
+from olmoflow.data.text import batch_shingles, jaccard
 from olmoflow.errors import require
 
 
@@ -29,17 +29,25 @@ class MinHashConfig(StepConfig):
     max_pairs_per_bucket: int = Field(default=64, ge=2, description="all-pairs check below this bucket size")
 
 
-def signatures(shingle_sets: list[np.ndarray], num_perm: int, seed: int) -> np.ndarray:
-    """MinHash signatures (n, num_perm) uint32 of pre-hashed shingle sets, computed by rensa."""
+def signature_matrix(flat: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+    """MinHash signatures (n, num_perm) uint32 of flat pre-hashed shingle sets, computed by rensa."""
     rensa = require("rensa", "data")
+    n = len(offsets) - 1
+    if n <= 0:
+        return np.zeros((0, num_perm), dtype=np.uint32)
+    mat = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
+        np.ascontiguousarray(flat, dtype=np.uint64), np.ascontiguousarray(offsets, dtype=np.uint64), num_perm, seed
+    )
+    return np.array(mat.to_rows(), dtype=np.uint32).reshape(n, num_perm)
+
+
+def signatures(shingle_sets: list[np.ndarray], num_perm: int, seed: int) -> np.ndarray:
+    """MinHash signatures (n, num_perm) uint32 of a list of shingle-hash arrays."""
     if not shingle_sets:
         return np.zeros((0, num_perm), dtype=np.uint32)
-    lengths = np.fromiter((len(s) for s in shingle_sets), dtype=np.uint64, count=len(shingle_sets))
-    offsets = np.zeros(len(shingle_sets) + 1, dtype=np.uint64)
-    np.cumsum(lengths, out=offsets[1:])
-    flat = np.concatenate(shingle_sets).astype(np.uint64, copy=False)
-    mat = rensa.RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets, num_perm, seed)
-    return np.array(mat.to_rows(), dtype=np.uint32).reshape(len(shingle_sets), num_perm)
+    offsets = np.zeros(len(shingle_sets) + 1, dtype=np.int64)
+    np.cumsum([len(s) for s in shingle_sets], out=offsets[1:])
+    return signature_matrix(np.concatenate(shingle_sets), offsets, num_perm, seed)
 
 
 class UnionFind:
@@ -99,21 +107,37 @@ class MinHashDedup(GlobalStep):
 
     def collect(self, docs: Iterator[Doc], ctx: Context) -> Any:
         c: MinHashConfig = self.cfg  # type: ignore[assignment]
-        ordinals, sets = [], []
+        ordinals, flats, offs, sigs = [], [], [], []
+        batch: list[tuple[int, str]] = []
+
+        def flush() -> None:
+            flat, off = batch_shingles([t for _, t in batch], c.ngram)
+            lengths = np.diff(off)
+            nonempty = np.flatnonzero(lengths > 0)
+            ordinals.extend(batch[k][0] for k in nonempty.tolist())
+            # drop empty documents: they have no shingles and are never duplicates
+            off_ne = np.r_[0, np.cumsum(lengths[nonempty])]
+            sigs.append(signature_matrix(flat, off_ne, c.bands * c.rows, c.seed))
+            flats.append(flat)
+            offs.append(lengths[nonempty])
+            batch.clear()
+
         for i, d in enumerate(docs):
-            if not self.applies(d):
-                continue
-            sh = shingles(d["text"], c.ngram)
-            if len(sh) == 0:
-                continue
-            ordinals.append(i)
-            sets.append(sh)
-        sig = signatures(sets, c.bands * c.rows, c.seed)
-        lengths = np.array([len(s) for s in sets], dtype=np.int64)
-        offsets = np.zeros(len(sets) + 1, dtype=np.int64)
+            if self.applies(d):
+                batch.append((i, d["text"]))
+                if len(batch) >= 2048:
+                    flush()
+        if batch:
+            flush()
+        lengths = np.concatenate(offs) if offs else np.zeros(0, np.int64)
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        flat = np.concatenate(sets) if sets else np.zeros(0, dtype=np.uint64)
-        return {"ordinals": np.array(ordinals, dtype=np.int64), "sig": sig, "flat": flat, "offsets": offsets}
+        return {
+            "ordinals": np.array(ordinals, dtype=np.int64),
+            "sig": np.concatenate(sigs) if sigs else np.zeros((0, c.bands * c.rows), np.uint32),
+            "flat": np.concatenate(flats) if flats else np.zeros(0, np.uint64),
+            "offsets": offsets,
+        }
 
     def decide(self, summaries: list[Any], ctx: Context) -> list[Any]:
         c: MinHashConfig = self.cfg  # type: ignore[assignment]

@@ -8,12 +8,12 @@ FineWeb: Penedo et al. 2024), as implemented by datatrove.
 from __future__ import annotations
 
 import re
-from collections import Counter
 
+import numpy as np
 from pydantic import Field
 
 from olmoflow.data.steps.base import Doc, Filter, StepConfig
-from olmoflow.data.text import words
+from olmoflow.data.text import ngram_hashes, word_hashes, words
 
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
 _TERMINAL = (".", "!", "?", '"', "'", "\u201d")
@@ -114,25 +114,33 @@ class GopherRepetition(Filter):
         if char_frac > c.dup_line_char_frac:
             return False, "gopher_dup_line_char_frac"
         toks = words(text)
-        total = sum(len(t) for t in toks) or 1
+        if not toks:
+            return True, None
+        wlen = np.fromiter((len(t) for t in toks), dtype=np.int64, count=len(toks))
+        total = int(wlen.sum()) or 1
+        wh = word_hashes(toks)
+        cum = np.r_[0, np.cumsum(wlen)]
         for n, thr in sorted(c.top_n_grams.items()):
-            grams = Counter(tuple(toks[i : i + n]) for i in range(len(toks) - n + 1))
-            if grams:
-                gram, cnt = grams.most_common(1)[0]
-                if cnt > 1 and cnt * sum(len(w) for w in gram) / total > thr:
-                    return False, f"gopher_top_{n}_gram"
+            if len(toks) < n:
+                continue
+            g = ngram_hashes(wh, n)
+            uniq, first, counts = np.unique(g, return_index=True, return_counts=True)
+            k = int(np.argmax(counts))
+            if counts[k] > 1 and counts[k] * int(cum[first[k] + n] - cum[first[k]]) / total > thr:
+                return False, f"gopher_top_{n}_gram"
         for n, thr in sorted(c.dup_n_grams.items()):
-            seen: set[tuple[str, ...]] = set()
-            covered = [False] * len(toks)
-            for i in range(len(toks) - n + 1):
-                g = tuple(toks[i : i + n])
-                if g in seen:
-                    for j in range(i, i + n):
-                        covered[j] = True
-                else:
-                    seen.add(g)
-            dup_chars = sum(len(t) for t, cv in zip(toks, covered) if cv)
-            if dup_chars / total > thr:
+            if len(toks) < n:
+                continue
+            g = ngram_hashes(wh, n)
+            _, inv = np.unique(g, return_inverse=True)
+            first_pos = np.full(inv.max() + 1, len(g), dtype=np.int64)
+            np.minimum.at(first_pos, inv, np.arange(len(g)))
+            dup_starts = np.flatnonzero(first_pos[inv] != np.arange(len(g)))
+            if len(dup_starts) == 0:
+                continue
+            diff = np.bincount(dup_starts, minlength=len(toks) + 1) - np.bincount(dup_starts + n, minlength=len(toks) + 1)
+            covered = np.cumsum(diff[:-1]) > 0
+            if int(wlen[covered].sum()) / total > thr:
                 return False, f"gopher_dup_{n}_grams"
         return True, None
 

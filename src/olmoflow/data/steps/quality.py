@@ -35,6 +35,7 @@ def train_quality_classifier(
     word_ngrams: int = 2,
     seed: int = 0,
     max_docs: int = 50_000,
+    bucket: int = 200_000,
 ) -> Path:
     """Train a fastText classifier (hq vs lq) and save it to ``out_path``."""
     fasttext = require("fasttext", "data")
@@ -56,7 +57,8 @@ def train_quality_classifier(
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.writelines(lines)
         model = fasttext.train_supervised(
-            input=tmp, epoch=epoch, lr=lr, dim=dim, wordNgrams=word_ngrams, thread=1, seed=seed, verbose=0
+            input=tmp, epoch=epoch, lr=lr, dim=dim, wordNgrams=word_ngrams, bucket=bucket, thread=1, seed=seed,
+            verbose=0,
         )
         model.save_model(str(out_path) + ".tmp")
         os.replace(str(out_path) + ".tmp", out_path)

@@ -5,4 +5,14 @@ Importing this package only registers the types: every wrapper imports the packa
 does not use a stage, never needs that stage's extras.
 """
 
-from olmoflow.flow.stages import curate, demo_corpus, export, mix, planned, pretrain, tokenize, tokenizer  # noqa: F401
+from olmoflow.flow.stages import (  # noqa: F401
+    curate,
+    demo_corpus,
+    evaluate,
+    export,
+    mix,
+    planned,
+    pretrain,
+    tokenize,
+    tokenizer,
+)

@@ -1,0 +1,206 @@
+"""Dedup and tokenization throughput: olmoflow vs datatrove's MinHash pipeline, same corpus/cores/params.
+
+Runs with no arguments in a few minutes on 2 cores:
+
+    python benchmarks/dedup_throughput.py [--docs 20000] [--workers 2] [--substring-mb 8]
+
+Measures, end to end (read JSONL -> signatures -> LSH buckets -> clusters -> filter -> write):
+- olmoflow ``minhash_dedup`` (rensa signatures, numpy banding, union-find, Jaccard verification)
+- datatrove MinhashDedupSignature/Buckets/Cluster/Filter with LocalPipelineExecutor
+both with 5-gram shingles, 26 bands x 11 rows, on the same JSONL shards with the same worker count.
+Also substring dedup (suffix array) MB/s and ``olmoflow tokenize`` tokens/s (HF tokenizers BPE).
+The last line is ``RESULT key=value ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+SYL = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "po", "da", "fe", "gu", "ha", "ji", "wo", "ble", "str"]
+
+
+def make_corpus(out: Path, n_docs: int, n_shards: int, seed: int = 0) -> tuple[list[Path], int]:
+    """Synthetic prose-like docs (~250 words) with 10% near-duplicates and 5% exact copies."""
+    r = random.Random(seed)
+    vocab = sorted({"".join(r.choice(SYL) for _ in range(r.randint(1, 4))) for _ in range(20000)})
+    docs: list[str] = []
+    for _ in range(n_docs):
+        roll = r.random()
+        if docs and roll < 0.10:
+            base = r.choice(docs).split(" ")
+            for _ in range(max(1, len(base) // 60)):
+                base[r.randrange(len(base))] = r.choice(vocab)
+            docs.append(" ".join(base))
+        elif docs and roll < 0.15:
+            docs.append(r.choice(docs))
+        else:
+            n = r.randint(150, 350)
+            words = [r.choice(vocab) for _ in range(n)]
+            for k in range(12, n, 13):
+                words[k] += "."
+            docs.append(" ".join(words))
+    out.mkdir(parents=True, exist_ok=True)
+    paths, total_bytes = [], 0
+    for s in range(n_shards):
+        p = out / f"part{s:02d}.jsonl"
+        with open(p, "w", encoding="utf-8") as f:
+            for i in range(s, n_docs, n_shards):
+                line = json.dumps({"id": f"doc{i:07d}", "text": docs[i], "source": "web"})
+                total_bytes += len(docs[i].encode())
+                f.write(line + "\n")
+        paths.append(p)
+    return paths, total_bytes
+
+
+def run_ours_minhash(inputs: list[Path], work: Path, workers: int) -> tuple[float, int]:
+    from olmoflow.data.curate import _fingerprint
+    from olmoflow.data.documents import expand_inputs
+    from olmoflow.data.executors import LocalExecutor
+    from olmoflow.data.pipeline import run_pipeline
+    from olmoflow.data.recipe import load_recipe
+
+    recipe = load_recipe({"name": "bench", "steps": [{"step": "minhash_dedup", "ngram": 5, "bands": 26, "rows": 11}]})
+    shards = expand_inputs(inputs)
+    t0 = time.perf_counter()
+    with LocalExecutor(workers, quiet=True) as ex:
+        stats = run_pipeline(recipe, shards, work, ex, _fingerprint(shards))
+    dt = time.perf_counter() - t0
+    return dt, sum(stats.data["steps"]["minhash_dedup"]["removed"].values())
+
+
+def run_datatrove_minhash(inputs: list[Path], work: Path, workers: int) -> tuple[float, int]:
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.writers import JsonlWriter
+    from datatrove.utils.hashing import HashConfig
+
+    cfg = MinhashConfig(n_grams=5, num_buckets=26, hashes_per_bucket=11, hash_config=HashConfig(precision=64))
+    in_dir = str(inputs[0].parent)
+    n_tasks = len(inputs)
+    s1 = LocalPipelineExecutor(
+        [JsonlReader(in_dir, glob_pattern="*.jsonl"), MinhashDedupSignature(output_folder=str(work / "sigs"), config=cfg)],
+        tasks=n_tasks, workers=workers, logging_dir=str(work / "logs1"))
+    s2 = LocalPipelineExecutor(
+        [MinhashDedupBuckets(input_folder=str(work / "sigs"), output_folder=str(work / "buckets"), config=cfg)],
+        tasks=cfg.num_buckets, workers=workers, logging_dir=str(work / "logs2"), depends=s1)
+    s3 = LocalPipelineExecutor(
+        [MinhashDedupCluster(input_folder=str(work / "buckets"), output_folder=str(work / "remove"), config=cfg)],
+        tasks=1, workers=1, logging_dir=str(work / "logs3"), depends=s2)
+    s4 = LocalPipelineExecutor(
+        [JsonlReader(in_dir, glob_pattern="*.jsonl"),
+         MinhashDedupFilter(input_folder=str(work / "remove"), exclusion_writer=JsonlWriter(str(work / "removed"))),
+         JsonlWriter(str(work / "out"))],
+        tasks=n_tasks, workers=workers, logging_dir=str(work / "logs4"), depends=s3)
+    t0 = time.perf_counter()
+    s4.run()
+    dt = time.perf_counter() - t0
+    removed = 0
+    for f in (work / "removed").rglob("*.jsonl.gz"):
+        import gzip
+
+        with gzip.open(f, "rt") as fh:
+            removed += sum(1 for _ in fh)
+    return dt, removed
+
+
+def run_substring(inputs: list[Path], work: Path, max_mb: float) -> tuple[float, float]:
+    from olmoflow.data.curate import _fingerprint
+    from olmoflow.data.documents import expand_inputs, iter_docs, write_jsonl
+    from olmoflow.data.executors import LocalExecutor
+    from olmoflow.data.pipeline import run_pipeline
+    from olmoflow.data.recipe import load_recipe
+
+    subset, size = [], 0
+    for d in iter_docs(inputs[0]):
+        subset.append(d)
+        size += len(d["text"].encode())
+        if size >= max_mb * 1e6:
+            break
+    p = work / "sub" / "subset.jsonl"
+    p.parent.mkdir(parents=True)
+    write_jsonl(p, subset)
+    recipe = load_recipe({"name": "bench", "steps": [{"step": "substring_dedup", "min_bytes": 500}]})
+    shards = expand_inputs(p)
+    t0 = time.perf_counter()
+    with LocalExecutor(1, quiet=True) as ex:
+        run_pipeline(recipe, shards, work / "sub_out", ex, _fingerprint(shards))
+    dt = time.perf_counter() - t0
+    return dt, size / 1e6
+
+
+def run_tokenize(inputs: list[Path], work: Path, workers: int) -> tuple[float, int]:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from olmoflow.data.documents import iter_docs
+    from olmoflow.data.tokenize import tokenize
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=8192, special_tokens=["<|endoftext|>", "<|pad|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    sample = [d["text"] for _, d in zip(range(2000), iter_docs(inputs[0]))]
+    tok.train_from_iterator(sample, trainer)
+    tdir = work / "tok"
+    tdir.mkdir()
+    tok.save(str(tdir / "tokenizer.json"))
+    t0 = time.perf_counter()
+    meta = tokenize(inputs, tdir, work / "tokens", workers=workers, quiet=True)
+    return time.perf_counter() - t0, meta["n_tokens"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--docs", type=int, default=20000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--substring-mb", type=float, default=8.0)
+    ap.add_argument("--skip-datatrove", action="store_true")
+    args = ap.parse_args()
+    logging.getLogger("datatrove").setLevel(logging.WARNING)
+    try:
+        from loguru import logger
+
+        logger.remove()
+    except ImportError:
+        pass
+    tmp = Path(tempfile.mkdtemp(prefix="olmoflow_bench_"))
+    try:
+        inputs, nbytes = make_corpus(tmp / "corpus", args.docs, n_shards=args.workers)
+        print(f"corpus: {args.docs} docs, {nbytes / 1e6:.1f} MB in {len(inputs)} shards; workers={args.workers}")
+        ours_t, ours_removed = run_ours_minhash(inputs, tmp / "ours", args.workers)
+        ours_rate = args.docs / ours_t
+        print(f"olmoflow minhash: {ours_t:.2f} s, {ours_rate:,.0f} docs/s, removed {ours_removed}")
+        peer_rate, peer_removed = 0.0, -1
+        if not args.skip_datatrove:
+            peer_t, peer_removed = run_datatrove_minhash(inputs, tmp / "dt", args.workers)
+            peer_rate = args.docs / peer_t
+            print(f"datatrove minhash: {peer_t:.2f} s, {peer_rate:,.0f} docs/s, removed {peer_removed}")
+        sub_t, sub_mb = run_substring(inputs, tmp, args.substring_mb)
+        print(f"substring dedup: {sub_mb:.1f} MB in {sub_t:.2f} s = {sub_mb / sub_t:.2f} MB/s")
+        tok_t, n_tok = run_tokenize(inputs, tmp, args.workers)
+        print(f"tokenize: {n_tok:,} tokens in {tok_t:.2f} s = {n_tok / tok_t:,.0f} tokens/s")
+        ratio = ours_rate / peer_rate if peer_rate else float("nan")
+        print(f"RESULT ours_minhash_docs_s={ours_rate:.0f} datatrove_minhash_docs_s={peer_rate:.0f} "
+              f"ratio={ratio:.2f} ours_removed={ours_removed} datatrove_removed={peer_removed} "
+              f"substring_mb_s={sub_mb / sub_t:.2f} tokenize_tok_s={n_tok / tok_t:.0f} docs={args.docs} "
+              f"workers={args.workers}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""``olmoflow generate``: stream a model's continuation of a prompt (or a chat reply) to the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from olmoflow.errors import OlmoflowError
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="olmoflow generate", description="Generate text from a model, streaming tokens.")
+    p.add_argument("--model", required=True, help="native checkpoint dir or HF export dir")
+    p.add_argument("--prompt", required=True, help="prompt text (the user message with --chat)")
+    p.add_argument("--chat", action="store_true", help="apply the chat template and stop at the end of the turn")
+    p.add_argument("--tokenizer", help="tokenizer dir (default: the model dir, which must hold tokenizer.json)")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
+    p.add_argument("--dtype", choices=list(_DTYPES), default=None, help="cast the weights (default: as stored)")
+    p.add_argument("--quiet", action="store_true", help="do not print the summary line on stderr")
+    return p
+
+
+def find_tokenizer_dir(model_path: str | Path, explicit: str | None = None) -> Path:
+    """The tokenizer directory: ``explicit``, else the model dir (or its parent for checkpoints)."""
+    if explicit is not None:
+        p = Path(explicit)
+        if not (p / "tokenizer.json").is_file() and not (p.is_file() and p.suffix == ".json"):
+            raise OlmoflowError(f"{p}: no tokenizer.json there")
+        return p
+    from olmoflow.model.io import find_model_dir
+
+    model_dir = find_model_dir(model_path)
+    for cand in (model_dir, Path(model_path), model_dir.parent):
+        if (cand / "tokenizer.json").is_file():
+            return cand
+    raise OlmoflowError(f"{model_dir}: no tokenizer.json next to the model; pass --tokenizer DIR")
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    from olmoflow.inference.engine import Engine, GenerationRequest
+    from olmoflow.model import load
+    from olmoflow.tokenizer import Tok, apply_chat_template
+
+    tok = Tok.from_dir(find_tokenizer_dir(args.model, args.tokenizer))
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load(args.model, device=device, dtype=_DTYPES[args.dtype] if args.dtype else None)
+    if tok.vocab_size > model.cfg.vocab_size:
+        raise OlmoflowError(
+            f"tokenizer has {tok.vocab_size} tokens but the model's vocab_size is {model.cfg.vocab_size}"
+        )
+    if args.chat:
+        text = apply_chat_template([{"role": "user", "content": args.prompt}], add_generation_prompt=True)
+        stop_ids = tok.stop_ids
+    else:
+        text, stop_ids = args.prompt, [tok.eos_id]
+    prompt = tok.encode(text)
+    if not prompt:
+        raise OlmoflowError("the prompt is empty")
+    req = GenerationRequest(
+        prompt=prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+        top_k=args.top_k, stop_token_ids=stop_ids, stop_strings=args.stop, seed=args.seed,
+    )
+
+    def on_token(_i: int, _tok: int, delta: str) -> None:
+        if delta:
+            sys.stdout.write(delta)
+            sys.stdout.flush()
+
+    t0 = time.perf_counter()
+    [res] = Engine(model, tokenizer=tok, max_batch_size=1).generate([req], stream_callback=on_token)
+    dt = time.perf_counter() - t0
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    if not args.quiet:
+        print(
+            f"[{res.finish_reason}: {len(res.token_ids)} tokens in {dt:.2f}s, "
+            f"{len(res.token_ids) / max(dt, 1e-9):.1f} tok/s, prompt {res.n_prompt_tokens} tokens]",
+            file=sys.stderr,
+        )
+    return 0

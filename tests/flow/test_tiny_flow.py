@@ -1,0 +1,69 @@
+"""The real tiny flow (``olmoflow demo``): packaging, plan, and (slow) the whole thing end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from olmoflow.flow.cli import tiny_flow_path
+from olmoflow.flow.spec import load_flow, toposort
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: reduced sizes so the end-to-end test takes a couple of minutes on 2 cores
+SMALL = ["corpus.max_docs_per_source=60", "corpus.n_math=300", "corpus.n_math_eval=40",
+         "corpus.heldout_per_source=5", "tokenizer.vocab_size=1024", "mix.total_tokens=60000",
+         "pretrain.steps=12", "pretrain.checkpoint.every=6", "pretrain.micro_batch=8",
+         "pretrain.global_batch_tokens=1024", "evaluate.limit=8", "evaluate.sweep_limit=4",
+         "evaluate.optional_tasks=[]", "export.sample_tokens=8"]
+
+
+def test_packaged_tiny_flow_is_the_repo_flow():
+    assert tiny_flow_path().read_text() == (REPO / "flows" / "tiny.yaml").read_text()
+
+
+def test_tiny_flow_plans_every_stage_of_the_model_flow(tmp_path, cli):
+    spec = load_flow(tiny_flow_path())
+    assert toposort(spec) == ["corpus", "curate", "tokenizer", "tokenize", "mix", "pretrain", "evaluate", "export"]
+    out = cli("run", "--dry-run", str(tiny_flow_path()), "--workdir", str(tmp_path / "w"), *SMALL).stdout
+    assert out.count("would run") == 8
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.slow
+def test_tiny_flow_end_to_end(tmp_path, cli):
+    wd = tmp_path / "demo"
+    p = cli("demo", "--workdir", str(wd), "--quiet", *SMALL)
+    assert f"report: {wd / 'REPORT.md'}" in p.stdout and "sample generation:" in p.stdout
+    state = json.loads((wd / "flow.json").read_text())
+    assert all(state["stages"][n]["status"] == "run" for n in state["order"])
+    text = (wd / "REPORT.md").read_text()
+    for section in ("## Stages", "## Data funnel", "## Training loss", "## Evaluation", "## Sample generation",
+                    "## Lineage", "## Environment"):
+        assert section in text
+    assert "| decontaminate |" in text and "| minhash_dedup |" in text
+    assert "pretrain: 12 logged steps" in text and "(report/loss-pretrain.png)" in text
+    assert "Checkpoint sweep: 2 checkpoints" in text and "(report/eval-evaluate.png)" in text
+    assert "bits_per_byte/code" in text and "arith_rc" in text
+    # lineage of the exported model reaches the demo corpus through every stage
+    export_dir = wd / state["stages"]["export"]["artifact"]
+    lin = cli("lineage", str(export_dir)).stdout
+    for name in ("export (export)", "pretrain (pretrain)", "mix (mix)", "tokenize (tokenize)",
+                 "tokenizer (tokenizer)", "curate (curate)", "corpus (demo_corpus)"):
+        assert name in lin
+    # the export loads in transformers
+    transformers = pytest.importorskip("transformers")
+    model = transformers.AutoModelForCausalLM.from_pretrained(export_dir)
+    assert model.config.model_type in ("olmo2", "olmo3")
+    # rerun: everything cached
+    again = cli("demo", "--workdir", str(wd), "--quiet", *SMALL)
+    assert again.returncode == 0
+    state2 = json.loads((wd / "flow.json").read_text())
+    assert all(state2["stages"][n]["status"] == "cached" for n in state2["order"])
+    assert {n: s["id"] for n, s in state2["stages"].items()} == {n: s["id"] for n, s in state["stages"].items()}
+    rel = tmp_path / "release"
+    cli("release", str(wd), "--out", str(rel))
+    assert (rel / "model" / "model.safetensors").is_file() and (rel / "tokenizer" / "tokenizer.json").is_file()
+    assert len(json.loads((rel / "checkpoints.json").read_text())["checkpoints"]) == 2
