@@ -156,7 +156,7 @@ def main() -> None:
     p.add_argument("--train-batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--decode-preset", default="tiny-5m")
-    p.add_argument("--decode-batch", type=int, default=8)
+    p.add_argument("--decode-batches", default="1,8", help="prompt batch sizes for decoding (comma separated)")
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for both implementations")
@@ -180,15 +180,17 @@ def main() -> None:
         result[f"train_{key}_peer_tok_s"] = round(r["peer_tok_s"])
         result[f"train_{key}_ratio"] = round(r["ratio"], 2)
 
-    r = bench_decode(args.decode_preset, args.decode_batch, args.prompt_len, args.new_tokens, args.warmup,
-                     args.repeats)
-    print(f"[cached greedy decode] {args.decode_preset} batch {args.decode_batch}, prompt {args.prompt_len}, "
-          f"{args.new_tokens} new: ours {r['ours_tok_s']:.0f} tok/s, transformers {r['peer_tok_s']:.0f} tok/s, "
-          f"ratio {r['ratio']:.2f}, identical greedy rows {r['same_tokens']:.0%}")
-    result.update(decode_ours_tok_s=round(r["ours_tok_s"]), decode_peer_tok_s=round(r["peer_tok_s"]),
-                  decode_ratio=round(r["ratio"], 2), decode_same_tokens=round(r["same_tokens"], 2))
+    for batch in (int(b) for b in args.decode_batches.split(",")):
+        r = bench_decode(args.decode_preset, batch, args.prompt_len, args.new_tokens, args.warmup, args.repeats)
+        print(f"[cached greedy decode] {args.decode_preset} batch {batch}, prompt {args.prompt_len}, "
+              f"{args.new_tokens} new: ours {r['ours_tok_s']:.0f} tok/s, transformers {r['peer_tok_s']:.0f} tok/s, "
+              f"ratio {r['ratio']:.2f}, identical greedy rows {r['same_tokens']:.0%}")
+        result.update({f"decode_b{batch}_ours_tok_s": round(r["ours_tok_s"]),
+                       f"decode_b{batch}_peer_tok_s": round(r["peer_tok_s"]),
+                       f"decode_b{batch}_ratio": round(r["ratio"], 2),
+                       f"decode_b{batch}_same_tokens": round(r["same_tokens"], 2)})
 
-    r = bench_drop_vs_mask(args.decode_preset, max(args.decode_batch, 16), args.prompt_len, args.new_tokens,
+    r = bench_drop_vs_mask(args.decode_preset, 16, args.prompt_len, args.new_tokens,
                            args.warmup, args.repeats)
     print(f"[finished rows] drop {r['drop_s'] * 1e3:.0f} ms vs keep+mask {r['mask_s'] * 1e3:.0f} ms: "
           f"dropping is {r['speedup']:.2f}x")

@@ -26,7 +26,7 @@ def test_checkpoint_sweep_writes_table_and_png(toy_tok, tmp_path):
     ppl = tmp_path / "heldout.jsonl"
     ppl.write_text("".join(json.dumps({"text": t, "source": s}) + "\n" for t, s in
                            [("The sun is a star.", "web"), ("def f(x):\n    return x", "code")]))
-    rc = olmoflow(["eval", "--checkpoints", str(run), "--tasks", f"arith_rc,ppl:{ppl}", "--limit", "4", "--quiet"])
+    rc = olmoflow(["eval", "--checkpoints", str(run), "--tasks", f"arith_rc:0shot,ppl:{ppl}", "--limit", "3", "--quiet"])
     assert rc == 0
     sweep = json.loads((run / "eval" / "sweep.json").read_text())
     assert [c["step"] for c in sweep["checkpoints"]] == [0, 10, 20, 30, 40]

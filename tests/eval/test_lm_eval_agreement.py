@@ -57,6 +57,13 @@ def test_mc_task_matches_lm_eval(hf_model, mc_file, tmp_path, hflm):
         for a, b in zip(item["loglikelihoods"], theirs):
             assert abs(a - float(b)) < 1e-4
     assert ours["metrics"]["acc_raw"] == pytest.approx(peer["results"]["toy_mc"]["acc,none"], abs=0)
+    # and lm-eval's own pipeline driving olmoflow through the adapter gives the same accuracy
+    import olmoflow.eval.lm_eval_adapter as adapter
+
+    via = lm_eval.simple_evaluate(model=adapter.OlmoflowLM(pretrained=str(hf_model), batch_size=4), tasks=["toy_mc"],
+                                  task_manager=TaskManager(include_path=str(tmp_path), include_defaults=False),
+                                  num_fewshot=0)
+    assert via["results"]["toy_mc"]["acc,none"] == peer["results"]["toy_mc"]["acc,none"]
 
 
 def test_loglikelihood_and_rolling_match_hflm(hf_model, hflm):

@@ -32,3 +32,13 @@ def test_answer_extraction():
     assert extract_boxed(r"\boxed{\frac{1}{2}}") == r"\frac{1}{2}"
     assert numbers_equal("18.0", "18") and numbers_equal("1,000", "1000") and not numbers_equal("17", "18")
     assert not numbers_equal(None, "1")
+
+
+def test_minerva_answer_extraction_and_latex_equivalence():
+    from olmoflow.eval.metrics import extract_final_answer
+
+    assert extract_final_answer("Final Answer: The final answer is $-\\frac{2}{3}$. I hope it is correct.") == "-\\frac{2}{3}"
+    assert extract_final_answer("so $\\boxed{\\dfrac{1}{2}}$") == "\\dfrac{1}{2}"
+    assert numbers_equal("\\dfrac{1}{2}", "\\frac{1}{2}")
+    assert numbers_equal("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\frac{\\pi}{2})")
+    assert not numbers_equal("\\frac{1}{3}", "\\frac{1}{2}")

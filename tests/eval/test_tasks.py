@@ -89,3 +89,17 @@ def test_humaneval_task_runs_end_to_end_through_engine_and_sandbox(hf_model):
     res = evaluate(hf_model, ["humaneval_greedy"], limit=2, quiet=True)["tasks"]["humaneval_greedy"]
     assert res["n_items"] == 2 and 0.0 <= res["metrics"]["pass@1"] <= 1.0
     assert all(len(it["completions"]) == 1 and it["reasons"][0] != "ok" for it in res["items"])
+
+
+def test_local_gen_file_with_cot_shots(tmp_path):
+    from olmoflow.eval.tasks import fewshot_examples, fewshot_prefix
+
+    p = tmp_path / "cot.jsonl"
+    p.write_text("".join(json.dumps({"question": f"What is {i} + {i}?", "answer": 2 * i,
+                                     "solution": f"{i} + {i} = {2 * i}. The answer is {2 * i}."}) + "\n"
+                         for i in range(10)))
+    t = get_task(f"gen:{p}:2shot")
+    assert t.num_shots == 2 and t.kind == "gen"
+    docs, pool = t.load()
+    prefix = fewshot_prefix(t, fewshot_examples(t, pool, docs[0]))
+    assert prefix.count("The answer is") == 2 and "What is 0 + 0?" not in prefix

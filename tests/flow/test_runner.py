@@ -154,3 +154,20 @@ def test_cli_run_prints_summary_and_writes_report(flow_file, tmp_path, cli):
     assert "0 stage(s) run, 5 cached" in p2.stdout
     bad = cli("run", str(flow_file()), "--workdir", str(wd), "nosuch.x=1", check=False)
     assert bad.returncode == 1 and "no stage 'nosuch'" in bad.stderr
+
+
+def test_second_concurrent_run_in_same_workdir_is_refused(flow_file, toy_flow, tmp_path, cli):
+    path = flow_file(toy_flow(train={"steps": 40, "sleep_per_step": 0.25}))
+    wd = tmp_path / "w"
+    proc = subprocess.Popen([sys.executable, "-m", "olmoflow.cli", "run", str(path), "--workdir", str(wd), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not list((wd / "artifacts").glob("train-*/metrics.jsonl")):
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        p = cli("run", str(path), "--workdir", str(wd), check=False)
+        assert p.returncode == 1 and f"{wd} is in use by another olmoflow run (pid {proc.pid})" in p.stderr
+    finally:
+        proc.kill()
+        proc.wait()

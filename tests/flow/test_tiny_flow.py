@@ -63,7 +63,21 @@ def test_tiny_flow_end_to_end(tmp_path, cli):
     state2 = json.loads((wd / "flow.json").read_text())
     assert all(state2["stages"][n]["status"] == "cached" for n in state2["order"])
     assert {n: s["id"] for n, s in state2["stages"].items()} == {n: s["id"] for n, s in state["stages"].items()}
+    # a fresh workdir with the same seed reproduces every artifact id
+    wd2 = tmp_path / "demo2"
+    cli("demo", "--workdir", str(wd2), "--quiet", *SMALL)
+    state3 = json.loads((wd2 / "flow.json").read_text())
+    assert {n: s["id"] for n, s in state3["stages"].items()} == {n: s["id"] for n, s in state["stages"].items()}
     rel = tmp_path / "release"
     cli("release", str(wd), "--out", str(rel))
     assert (rel / "model" / "model.safetensors").is_file() and (rel / "tokenizer" / "tokenizer.json").is_file()
     assert len(json.loads((rel / "checkpoints.json").read_text())["checkpoints"]) == 2
+    # fork: continue pretraining from an intermediate checkpoint (upstream stages come from the cache)
+    ckpt = wd / state["stages"]["pretrain"]["artifact"] / "checkpoints" / "step-6"
+    cli("fork", "--from", str(ckpt), "--flow", str(tiny_flow_path()), "--workdir", str(wd), "--quiet", *SMALL,
+        "pretrain.steps=4")
+    forked = json.loads((wd / "flow.json").read_text())
+    assert [n for n in forked["order"] if forked["stages"][n]["status"] == "run"] == ["pretrain", "evaluate", "export"]
+    m = json.loads((wd / forked["stages"]["pretrain"]["artifact"] / "manifest.json").read_text())
+    assert m["fork_origin"]["artifact_id"] == state["stages"]["pretrain"]["id"]
+    assert m["fork_origin"]["subpath"] == "checkpoints/step-6"

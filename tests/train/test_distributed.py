@@ -54,3 +54,12 @@ def test_fsdp_two_processes_match_one_and_resume_on_one(tmp_path):
     assert max(abs(r["loss"] - b) for r, b in zip(resumed, one[3:])) < 1e-4
     assert abs(out["loss"] - ref["loss"]) < 1e-4
     assert torch.isfinite(torch.tensor(two)).all()
+    # and the other way: the 1-process step-3 checkpoint resumes under torchrun with 2 processes
+    (tmp_path / "up" / "checkpoints").mkdir(parents=True)
+    shutil.copytree(tmp_path / "single" / "checkpoints" / "step-3", tmp_path / "up" / "checkpoints" / "step-3")
+    res = subprocess.run(cmd + ["--resume", f"run_dir={tmp_path / 'up'}"], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    up = read_metrics(tmp_path / "up" / "metrics.jsonl")
+    assert [r["step"] for r in up] == [4, 5, 6]
+    assert max(abs(r["loss"] - b) for r, b in zip(up, one[3:])) < 1e-4

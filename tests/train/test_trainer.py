@@ -187,3 +187,13 @@ def test_spike_guard_skips_updates_in_training(tmp_path):
         before = load(ckpts / f"step-{step - 1}").state_dict()
         after = load(ckpts / f"step-{step}").state_dict()
         assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_activation_checkpointing_keeps_losses_and_names(tmp_path):
+    data = write_token_dataset(tmp_path / "tok", {"web": random_docs(100, 0)})
+    plain = pretrain(_cfg(tmp_path, data, steps=3), quiet=True)
+    ac_cfg = TrainConfig.model_validate(tiny_config(tmp_path / "ac", data, steps=3, activation_checkpointing=True))
+    ac = pretrain(ac_cfg, quiet=True)
+    assert abs(plain["loss"] - ac["loss"]) < 1e-6
+    a, b = load(tmp_path / "run" / "final").state_dict(), load(tmp_path / "ac" / "final").state_dict()
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

@@ -280,7 +280,7 @@ class JsonlWriter:
         self._raw = open(self.tmp, "wb")
         name = str(self.path)
         if name.endswith(".gz"):
-            self._f: Any = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)
+            self._f: Any = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=1)
         elif name.endswith(".zst"):
             import zstandard
 

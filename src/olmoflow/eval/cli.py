@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", help="tokenizer dir (default: next to the model or in a parent dir)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed for generative tasks")
     p.add_argument("--max-length", type=int, default=None, help="context length (default: the model's)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or table")
     return p
 
@@ -52,7 +53,7 @@ def main(argv: list[str]) -> int:
     from olmoflow.eval.evaluator import evaluate
 
     evaluate(args.model, tasks, limit=args.limit, batch_size=args.batch_size, out=args.out, quiet=args.quiet,
-             seed=args.seed, tokenizer=args.tokenizer, max_length=args.max_length)
+             seed=args.seed, tokenizer=args.tokenizer, max_length=args.max_length, device=args.device)
     if args.out and not args.quiet:
         print(f"wrote {args.out}")
     return 0

@@ -28,15 +28,15 @@ def find_tokenizer(model_path: str | Path) -> Path:
     raise OlmoflowError(f"{p}: no tokenizer.json next to the model or in its parent directories; pass --tokenizer DIR")
 
 
-def load_model_and_tokenizer(model_path: str | Path, tokenizer: str | Path | None = None):
-    """(model in fp32 eval mode, olmoflow ``Tok``) for a native or HF model directory."""
+def load_model_and_tokenizer(model_path: str | Path, tokenizer: str | Path | None = None, device: str = "cpu"):
+    """(model in fp32 eval mode on ``device``, olmoflow ``Tok``) for a native or HF model directory."""
     from olmoflow.model import load
     from olmoflow.tokenizer import Tok
 
     p = Path(model_path)
     if not p.exists():
         raise OlmoflowError(f"{p}: no such model path")
-    model = load(p, dtype=torch.float32)
+    model = load(p, device=device, dtype=torch.float32)
     tok = Tok.from_dir(tokenizer or find_tokenizer(p))
     return model, tok
 
@@ -99,7 +99,7 @@ def evaluate_lm(
         loaded.append((task, docs, pool))
     out: dict[str, dict[str, Any]] = {}
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.speed} req/s" if False else ""), TimeRemainingColumn(),
+                        TextColumn("requests"), TimeRemainingColumn(),
                         console=Console(stderr=True, quiet=quiet), disable=quiet)
     with progress:
         for task, docs, pool in loaded:
@@ -140,6 +140,7 @@ def evaluate(
     seed: int = 0,
     tokenizer: str | Path | None = None,
     max_length: int | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Evaluate the model at ``model_path`` (native or HF dir) on ``tasks``.
 
@@ -154,14 +155,14 @@ def evaluate(
         raise OlmoflowError(f"--limit must be >= 1, got {limit}")
     if batch_size < 1:
         raise OlmoflowError(f"--batch-size must be >= 1, got {batch_size}")
-    model, tok = load_model_and_tokenizer(model_path, tokenizer)
-    lm = HarnessLM(model, tok, batch_size=batch_size, max_length=max_length)
+    model, tok = load_model_and_tokenizer(model_path, tokenizer, device=device)
+    lm = HarnessLM(model, tok, batch_size=batch_size, max_length=max_length, device=device)
     task_results = evaluate_lm(lm, specs, limit=limit, seed=seed, quiet=quiet)
     result = {
         "olmoflow_version": __version__,
         "model": model_provenance(model_path),
         "tokenizer": str(tokenizer or find_tokenizer(model_path)),
-        "seed": seed, "batch_size": batch_size, "limit": limit, "max_length": lm.max_length,
+        "seed": seed, "batch_size": batch_size, "limit": limit, "max_length": lm.max_length, "device": str(device),
         "tasks": task_results,
     }
     if out is not None:

@@ -144,32 +144,37 @@ class HarnessLM:
     def loglikelihood_tokens(
         self, pairs: Sequence[tuple[list[int], list[int]]], progress: ProgressFn | None = None
     ) -> list[tuple[float, bool]]:
-        """Score pre-tokenized ``(context_ids, continuation_ids)`` pairs, batched by length."""
-        rows = []
+        """Score pre-tokenized ``(context_ids, continuation_ids)`` pairs, batched by length.
+
+        Requests whose model input is identical (e.g. the choices `` A``/`` B``/… of one MC item,
+        or PMI's ``Answer:`` + the same answer) share one row: one forward serves all of them.
+        """
+        groups: dict[tuple[int, ...], list[tuple[int, int]]] = {}
+        results: list[tuple[float, bool]] = [(0.0, True)] * len(pairs)
         for i, (ctx, cont) in enumerate(pairs):
             if not cont:
-                rows.append((i, [], 0))
                 continue
-            full = (list(ctx) + list(cont))[-(self.max_length + 1):]
-            inp = full[:-1]
-            rows.append((i, inp, len(cont)))
-        results: list[tuple[float, bool]] = [(0.0, True)] * len(pairs)
-        for batch in self._batches([r for r in rows if r[2] > 0]):
+            inp = ((list(ctx) or [self.eos_id]) + list(cont))[-(self.max_length + 1):][:-1]
+            groups.setdefault(tuple(inp), []).append((i, len(cont)))
+        rows = [(users[0][0], list(inp), len(users)) for inp, users in groups.items()]
+        for batch in self._batches(rows):
             width = self._width(len(batch[0][1]))
             ids = torch.full((len(batch), width), self.eos_id, dtype=torch.long)
             for b, (_, inp, _) in enumerate(batch):
                 ids[b, : len(inp)] = torch.tensor(inp, dtype=torch.long)
-            logp = F.log_softmax(self.logits(ids), dim=-1)
-            for b, (i, inp, n_cont) in enumerate(batch):
-                ctx, cont = pairs[i]
-                n_cont = min(n_cont, len(inp))  # truncated context: score what fits
-                target = torch.tensor(list(cont)[-n_cont:], dtype=torch.long)
-                lp = logp[b, len(inp) - n_cont: len(inp)]
-                tok_lp = lp.gather(-1, target[:, None]).squeeze(-1)
-                greedy = bool((lp.argmax(-1) == target).all())
-                results[i] = (float(tok_lp.sum()), greedy)
+            logits = self.logits(ids)
+            done = 0
+            for b, (_, inp, _) in enumerate(batch):
+                for i, n_cont in groups[tuple(inp)]:
+                    n_cont = min(n_cont, len(inp))  # truncated context: score what fits
+                    target = torch.tensor(list(pairs[i][1])[-n_cont:], dtype=torch.long, device=logits.device)
+                    # log-softmax only over the positions scored (not the whole B x T x V block)
+                    lp = F.log_softmax(logits[b, len(inp) - n_cont: len(inp)], dim=-1)
+                    tok_lp = lp.gather(-1, target[:, None]).squeeze(-1)
+                    results[i] = (float(tok_lp.sum()), bool((lp.argmax(-1) == target).all()))
+                    done += 1
             if progress:
-                progress(len(batch))
+                progress(done)
         return results
 
     def loglikelihood_rolling(

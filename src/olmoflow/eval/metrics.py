@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["pass_at_k", "extract_last_number", "extract_boxed", "numbers_equal", "bits_per_byte", "mean"]
+__all__ = ["pass_at_k", "extract_last_number", "extract_boxed", "extract_final_answer", "normalize_latex", "numbers_equal", "bits_per_byte", "mean"]
 
 _NUM_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
@@ -52,15 +52,37 @@ def extract_boxed(text: str) -> str | None:
     return None
 
 
+_FINAL_RE = re.compile(r"final answer is \$?(.+?)\$?(?:\.|\s+I hope|$)", re.IGNORECASE)
+
+
+def extract_final_answer(text: str) -> str | None:
+    """Minerva style: ``\\boxed{X}`` or "The final answer is $X$", else the last number."""
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        return boxed
+    m = _FINAL_RE.findall(text)
+    return m[-1].strip() if m else extract_last_number(text)
+
+
+def normalize_latex(s: str) -> str:
+    """Light LaTeX normalisation for answer comparison (spaces, \\left/\\right, $, dfrac)."""
+    s = s.strip().strip("$").rstrip(".")
+    for a, b in (("\\left", ""), ("\\right", ""), ("\\!", ""), ("\\,", ""), ("dfrac", "frac"),
+                 ("tfrac", "frac"), ("^\\circ", ""), ("^{\\circ}", ""), ("\\%", ""), ("%", "")):
+        s = s.replace(a, b)
+    return re.sub(r"\s+", "", s)
+
+
 def numbers_equal(pred: str | None, gold: str) -> bool:
-    """Numeric equality when both parse as numbers (``18`` == ``18.0``), else exact string match."""
+    """Numeric equality when both parse as numbers (``18`` == ``18.0``), else equality after
+    light LaTeX normalisation."""
     if pred is None:
         return False
     p, g = pred.strip().replace(",", "").rstrip("."), gold.strip().replace(",", "").rstrip(".")
     try:
         return math.isclose(float(p), float(g), rel_tol=0, abs_tol=1e-9)
     except ValueError:
-        return p == g
+        return normalize_latex(p) == normalize_latex(g)
 
 
 def bits_per_byte(loglik: float, n_bytes: int) -> float:

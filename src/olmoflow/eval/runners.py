@@ -15,7 +15,7 @@ from typing import Any
 from olmoflow.eval.lm import HarnessLM
 from olmoflow.eval.metrics import (
     bits_per_byte,
-    extract_boxed,
+    extract_final_answer,
     extract_last_number,
     mean,
     numbers_equal,
@@ -103,7 +103,7 @@ def run_mc(task, lm, docs, pool, seed, progress):
 
 def _extract(task: Task, text: str) -> str | None:
     if task.extract == "boxed":
-        return extract_boxed(text) or extract_last_number(text)
+        return extract_final_answer(text)
     if task.extract == "last_number":
         return extract_last_number(text)
     return text.strip()

@@ -112,12 +112,13 @@ def sweep_checkpoints(
     out_png = plot_sweep(rows, out_json.with_suffix(".png"), title=str(run_dir))
     result["files"] = {"json": str(out_json), "table": str(out_md), "plot": str(out_png)}
     if not quiet:
-        table = Table(title=f"checkpoint sweep: {run_dir}")
+        primary = [f"{name}/{m}" for name, m in rows[0]["primary"].items()]
+        table = Table(title=f"checkpoint sweep: {run_dir} (primary metrics; all in {out_md.name})")
         table.add_column("step", justify="right")
-        for k in keys:
-            table.add_column(k, justify="right")
+        for k in primary:
+            table.add_column(k, justify="right", overflow="fold")
         for r in rows:
-            table.add_row(str(r["step"]), *[f"{r['metrics'].get(k, float('nan')):.4f}" for k in keys])
+            table.add_row(str(r["step"]), *[f"{r['metrics'].get(k, float('nan')):.4f}" for k in primary])
         Console().print(table)
         Console().print(f"wrote {out_json}, {out_md}, {out_png}")
     return result

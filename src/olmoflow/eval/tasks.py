@@ -159,11 +159,19 @@ def get_task(spec: str) -> Task:
     if not spec:
         raise OlmoflowError("empty task name")
     head, _, rest = spec.partition(":")
-    # local files: FORMAT:PATH or PATH.jsonl
-    if head in _FILE_KINDS and rest:
-        return loaders.jsonl_task(rest, kind=head)
-    if spec.endswith((".jsonl", ".jsonl.gz")) and head not in _REGISTRY and not head.startswith("arith"):
-        return loaders.jsonl_task(spec, kind=None)
+    # local files: FORMAT:PATH or PATH.jsonl, optionally followed by :Nshot
+    shots = re.search(r":(\d+)shot$", spec)
+    base = spec[: shots.start()] if shots else spec
+    bhead, _, brest = base.partition(":")
+    file_task = None
+    if bhead in _FILE_KINDS and brest:
+        file_task = loaders.jsonl_task(brest, kind=bhead)
+    elif base.endswith((".jsonl", ".jsonl.gz")) and bhead not in _REGISTRY and not bhead.startswith("arith"):
+        file_task = loaders.jsonl_task(base, kind=None)
+    if file_task is not None:
+        if shots:
+            file_task = replace(file_task, num_shots=int(shots.group(1)), name=f"{file_task.name}:{shots.group(0)[1:]}")
+        return file_task
     # arithmetic from a file: arith_gen:PATH
     first = rest.split(":")[0]
     looks_like_file = rest.endswith((".jsonl", ".jsonl.gz", ".json")) or "/" in rest

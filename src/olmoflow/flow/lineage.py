@@ -48,6 +48,10 @@ class Lineage:
         """The raw sources: nodes that are not artifacts."""
         return [n for n in self.nodes.values() if n.kind != "artifact"]
 
+    def roots(self) -> list[Node]:
+        """Artifacts made from no inputs at all (generated sources such as the demo corpus)."""
+        return [n for n in self.nodes.values() if n.kind == "artifact" and not n.inputs]
+
     def stages(self) -> list[str]:
         return [n.manifest["stage"] for n in self.nodes.values() if n.manifest]
 

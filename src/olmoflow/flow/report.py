@@ -107,8 +107,15 @@ def _funnel_rows(stats: Any) -> list[tuple[str, Any, Any, Any, Any]]:
             return next((s[k] for k in keys if k in s), None)
 
         rows.append((str(name), g("docs_in", "documents_in", "in_docs"), g("docs_out", "documents_out", "kept", "out_docs"),
-                     g("tokens_in", "words_in", "bytes_in"), g("tokens_out", "words_out", "bytes_out")))
+                     g("tokens_in", "bytes_in"), g("tokens_out", "bytes_out")))
     return rows
+
+
+def _size_unit(stats: Any) -> str:
+    """'tokens' if the curation stats count tokens, else 'bytes'."""
+    steps = stats.get("steps") if isinstance(stats, dict) else stats
+    first = next(iter(steps.values() if isinstance(steps, dict) else steps or []), {})
+    return "tokens" if isinstance(first, dict) and "tokens_in" in first else "bytes"
 
 
 def _funnel_section(arts: dict[str, tuple[Path, dict]]) -> list[str]:
@@ -121,12 +128,14 @@ def _funnel_section(arts: dict[str, tuple[Path, dict]]) -> list[str]:
         if path is None:
             lines += [f"{name}: no stats.json", ""]
             continue
-        rows = _funnel_rows(json.loads(path.read_text()))
+        stats = json.loads(path.read_text())
+        rows = _funnel_rows(stats)
         if not rows:
             lines += [f"{name}: stats.json has no per-step counts", ""]
             continue
-        lines += [f"From `{path.relative_to(d.parent.parent)}`:", "",
-                  "| step | docs in | docs kept | tokens in | tokens kept |", "|---|---|---|---|---|"]
+        unit = _size_unit(stats)
+        lines += [f"{name}: from `{path.relative_to(d.parent.parent)}`", "",
+                  f"| step | docs in | docs kept | {unit} in | {unit} kept |", "|---|---|---|---|---|"]
         for r in rows:
             lines.append("| " + " | ".join(_fmt(x) if x is not None else "-" for x in r) + " |")
         lines.append("")
@@ -263,7 +272,8 @@ def _lineage_section(state: dict[str, Any], arts: dict[str, tuple[Path, dict]], 
         lin = build_lineage(arts[final][0], workdir)
     except OlmoflowError as e:
         return lines + [f"lineage unavailable: {e}", ""]
-    srcs = ", ".join(n.label.removeprefix("source ") for n in lin.sources()) or "none"
+    srcs = ", ".join([n.label.removeprefix("source ") for n in lin.sources()]
+                     + [f"{n.label} (generated, no inputs)" for n in lin.roots()]) or "none"
     lines += [f"Final artifact `{arts[final][1]['id'][:12]}` ({final}) descends from {len(lin.stages())} "
               f"artifacts; raw sources: {srcs}.", ""]
     if state.get("fork"):

@@ -9,9 +9,11 @@ of the last run produced (the report card and release bundle read it).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -172,6 +174,26 @@ def apply_fork(spec: FlowSpec, origin: Path, fork_stage: str | None = None) -> d
     return record
 
 
+@contextlib.contextmanager
+def _workdir_lock(workdir: Path):
+    """One run per workdir at a time (an OS lock: released even if the process is killed)."""
+    import fcntl
+
+    f = open(workdir / ".lock", "a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise OlmoflowError(f"{workdir} is in use by another olmoflow run (pid {f.read().strip() or '?'})") from None
+        f.truncate(0)
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
+    finally:
+        f.close()
+
+
 class Runner:
     """Plans and runs one flow in one workdir."""
 
@@ -256,6 +278,10 @@ class Runner:
         if self.dry_run:
             return self._dry_run(plans)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        with _workdir_lock(self.workdir):
+            return self._run_all(plans)
+
+    def _run_all(self, plans: dict[str, StagePlan]) -> RunResult:
         t_run = time.time()
         self.log("run_start", flow=self.spec.name, source=self.spec.source, seed=self.spec.seed,
                  stages=self.order, fork=self.fork)

@@ -15,6 +15,7 @@ Output: ``results.json`` (final model), ``sweep.json`` / ``sweep.md`` / ``sweep.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -46,11 +47,13 @@ def resolve(config: dict) -> dict:
     return out
 
 
-def _fill(spec: str, inputs: dict[str, Path], stage: str) -> str:
+def _fill(spec: str, inputs: dict[str, Path], stage: str, workdir: Path) -> str:
+    """Substitute ``{inputs.NAME}``; paths inside the workdir become workdir-relative (see ``run``)."""
     def sub(m: re.Match) -> str:
         if m.group(1) not in inputs:
             raise OlmoflowError(f"stage {stage!r}: task {spec!r} names input {m.group(1)!r}, which is not given")
-        return str(inputs[m.group(1)])
+        p = Path(inputs[m.group(1)]).resolve()
+        return str(p.relative_to(workdir)) if p.is_relative_to(workdir) else str(p)
 
     return _REF.sub(sub, spec)
 
@@ -69,17 +72,26 @@ def _available(spec: str) -> str | None:
 @register_stage("evaluate", description="evaluate the model and its checkpoints (olmoflow.eval)",
                 resolve_config=resolve, volatile_files=("sweep.png",))
 def run(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
+    src = need(inputs, "model", ctx.stage, "a training run artifact or model dir")
+    tok = inputs.get("tokenizer")
+    wd = Path(ctx.workdir).resolve()
+    # Task files are named relative to the workdir (and evaluated from it): a task's config hash
+    # includes its file name, so the results must not depend on where the workdir lives.
+    with contextlib.chdir(wd):
+        return _run(config, inputs, out_dir.resolve(), ctx, Path(src).resolve(), tok, wd)
+
+
+def _run(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageContext, src: Path,
+         tok: Path | None, wd: Path) -> dict:
     from olmoflow.eval.evaluator import evaluate
     from olmoflow.eval.sweep import sweep_checkpoints
 
-    src = need(inputs, "model", ctx.stage, "a training run artifact or model dir")
-    tok = inputs.get("tokenizer")
-    tasks = [_fill(t, inputs, ctx.stage) for t in config["tasks"]]
+    tasks = [_fill(t, inputs, ctx.stage, wd) for t in config["tasks"]]
     skipped: dict[str, str] = {}
     for spec in config["optional_tasks"]:
-        why = _available(_fill(spec, inputs, ctx.stage))
+        why = _available(_fill(spec, inputs, ctx.stage, wd))
         if why is None:
-            tasks.append(_fill(spec, inputs, ctx.stage))
+            tasks.append(_fill(spec, inputs, ctx.stage, wd))
         else:
             skipped[spec] = why
     res = evaluate(model_dir(src), tasks, limit=config["limit"], batch_size=config["batch_size"],
@@ -89,7 +101,7 @@ def run(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageContext)
         metrics["skipped"] = skipped
         (out_dir / "skipped.json").write_text(json.dumps(skipped, indent=1) + "\n")
     if config["sweep"] and (src / "checkpoints").is_dir():
-        sweep_tasks = [_fill(t, inputs, ctx.stage) for t in config["sweep_tasks"]]
+        sweep_tasks = [_fill(t, inputs, ctx.stage, wd) for t in config["sweep_tasks"]]
         sw = sweep_checkpoints(src, sweep_tasks, limit=config["sweep_limit"], batch_size=config["batch_size"],
                                out=out_dir / "sweep.json", quiet=ctx.quiet, seed=ctx.seed, tokenizer=tok)
         metrics["sweep_checkpoints"] = len(sw["checkpoints"])

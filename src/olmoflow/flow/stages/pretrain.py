@@ -74,7 +74,10 @@ def _tokenizer_ids(tok_dir: Path) -> dict[str, Any]:
 
 
 @register_stage("pretrain", description="pretrain a model (olmoflow.train)", fork_input="init_from",
-                resolve_config=resolve, volatile_files=("log.jsonl", "tensorboard/*"),
+                resolve_config=resolve,
+                # rng.json holds python/numpy global RNG state (not derived from the seed, and not used
+                # by training); a checkpoint's manifest.json lists its sha256, so both are left out
+                volatile_files=("log.jsonl", "tensorboard/*", "checkpoints/*/rng.json", "checkpoints/*/manifest.json"),
                 volatile_keys={"metrics.jsonl": ("tokens_per_s",)})
 def run(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
     from olmoflow.train import pretrain
