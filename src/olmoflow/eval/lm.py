@@ -213,9 +213,12 @@ class HarnessLM:
         prompts: list[tuple[list[int], dict[str, Any]]] = []
         for prompt, kw in requests:
             max_new = int(kw.get("max_gen_toks", 256))
-            ids = self.tok_encode(prompt)
-            keep = max(1, self.max_length - max_new)
-            prompts.append((ids[-keep:] if ids else [self.eos_id], kw))
+            ids = self.tok_encode(prompt) or [self.eos_id]
+            # left-truncate the prompt, keeping at least half the context for it; generation
+            # then gets whatever room is left (never past the model's context)
+            keep = max(self.max_length - max_new, self.max_length // 2)
+            ids = ids[-keep:]
+            prompts.append((ids, {**kw, "max_gen_toks": max(1, min(max_new, self.max_length - len(ids)))}))
         use_engine = hasattr(self.model, "cfg") and hasattr(self.model, "blocks")
         out: list[str] = []
         step = self.batch_size if use_engine else 1

@@ -139,6 +139,14 @@ def _funnel_section(arts: dict[str, tuple[Path, dict]]) -> list[str]:
         for r in rows:
             lines.append("| " + " | ".join(_fmt(x) if x is not None else "-" for x in r) + " |")
         lines.append("")
+    toks = [(n, m, json.loads((d / "meta.json").read_text())) for n, (d, m) in arts.items() if (d / "meta.json").is_file()
+            and m.get("type") in ("tokenize", "mix")]
+    if toks:
+        lines += ["Token datasets:", "", "| stage | docs | tokens | tokens per source |", "|---|---|---|---|"]
+        for n, _m, meta in toks:
+            per = ", ".join(f"{k}: {_fmt(v)}" for k, v in (meta.get("sources") or {}).items())
+            lines.append(f"| {n} | {_fmt(meta.get('n_docs', '-'))} | {_fmt(meta.get('n_tokens', '-'))} | {per} |")
+        lines.append("")
     return lines
 
 

@@ -25,9 +25,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (self.weight.float() * xf).to(x.dtype)
+        return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -127,8 +125,9 @@ class Olmo(nn.Module):
         position_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        logits_to_keep: int = 0,
     ) -> torch.Tensor:
-        """Logits for ``input_ids`` [B, T].
+        """Logits for ``input_ids`` [B, T] (only the last ``logits_to_keep`` positions when > 0).
 
         doc_ids: [B, T] document index per token for packed sequences: attention stays within a
             document and positions restart at 0 for each document.
@@ -158,6 +157,8 @@ class Olmo(nn.Module):
             x = block(x, ctx)
         if cache is not None:
             cache.end(t)
+        if logits_to_keep > 0:
+            x = x[:, -logits_to_keep:]
         return self.lm_head(self.norm(x))
 
     def num_params(self) -> int:
@@ -218,8 +219,7 @@ class KVCache:
             s = (batch_size, cfg.n_kv_heads, shape[lt], cfg.head_dim)
             self.k[i] = torch.zeros(s, dtype=dtype, device=device)
             self.v[i] = torch.zeros(s, dtype=dtype, device=device)
-        self._new_pos: torch.Tensor | None = None
-        self._ring_pos_before: torch.Tensor | None = None
+        self._slots = torch.zeros(0, dtype=torch.long, device=device)
 
     def next_positions(self, valid: torch.Tensor) -> torch.Tensor:
         return self._next[:, None] + (valid.long().cumsum(1) - 1).clamp(min=0)
@@ -241,10 +241,14 @@ class KVCache:
         kfull = self.pos["full"][:, None, : self.n + t]
         masks["full"] = ((kfull >= 0) & (kfull <= q)) | ~valid[:, :, None]
         ring = self.pos["sliding"]
-        kslide = torch.cat([ring, newpos], dim=1)[:, None, :]
+        self._slots, m = self._ring_slots(t)
+        if t == 1:  # decode: write first, attend over the ring alone (no copy of the window)
+            ring.index_copy_(1, self._slots, newpos)
+            kslide = ring[:, None, :]
+        else:
+            kslide = torch.cat([ring, newpos], dim=1)[:, None, :]
+            ring.index_copy_(1, self._slots, newpos[:, t - m :])
         masks["sliding"] = ((kslide >= 0) & (kslide <= q) & (kslide > q - self.window)) | ~valid[:, :, None]
-        slots, m = self._ring_slots(t)
-        ring.index_copy_(1, slots, newpos[:, t - m :])
         self._next = self._next + valid.long().sum(1)
         return {k: v[:, None] for k, v in masks.items()}
 
@@ -255,11 +259,15 @@ class KVCache:
             self.k[layer][:, :, self.n : self.n + t] = k
             self.v[layer][:, :, self.n : self.n + t] = v
             return self.k[layer][:, :, : self.n + t], self.v[layer][:, :, : self.n + t]
+        m = self._slots.numel()
+        if t == 1:
+            self.k[layer].index_copy_(2, self._slots, k)
+            self.v[layer].index_copy_(2, self._slots, v)
+            return self.k[layer], self.v[layer]
         k_all = torch.cat([self.k[layer], k], dim=2)
         v_all = torch.cat([self.v[layer], v], dim=2)
-        slots, m = self._ring_slots(t)
-        self.k[layer].index_copy_(2, slots, k[:, :, t - m :])
-        self.v[layer].index_copy_(2, slots, v[:, :, t - m :])
+        self.k[layer].index_copy_(2, self._slots, k[:, :, t - m :])
+        self.v[layer].index_copy_(2, self._slots, v[:, :, t - m :])
         return k_all, v_all
 
     def end(self, t: int) -> None:
@@ -291,8 +299,10 @@ def lm_loss(
     logits = logits.float().reshape(-1, logits.shape[-1])
     labels = labels.reshape(-1)
     valid = labels != ignore_index
-    ce = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="sum")
+    # one logsumexp serves both terms: ce_i = lse_i - logit_i[label_i]
     lse = torch.logsumexp(logits, dim=-1)
+    target = logits.gather(1, labels.clamp(min=0)[:, None])[:, 0]
+    ce = ((lse - target) * valid).sum()
     z = (lse.pow(2) * valid).sum()
     n = valid.sum()
     if reduction == "mean":
