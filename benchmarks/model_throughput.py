@@ -130,7 +130,9 @@ def bench_drop_vs_mask(preset: str, batch: int, prompt_len: int, new_tokens: int
 def bench_gpu_mfu(preset: str, batch: int, seq: int, steps: int) -> dict[str, float]:
     """fwd+bwd+AdamW step throughput in bf16 on one GPU; MFU against the H100 bf16 peak."""
     cfg = get_preset(preset)
-    model = Olmo(cfg).to("cuda", torch.bfloat16).train()
+    with torch.device("cuda"):
+        model = Olmo(cfg)  # initialised on the GPU (a CPU init of 1B+ parameters is slow)
+    model = model.to(torch.bfloat16).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     ids = torch.randint(0, cfg.vocab_size, (batch, seq + 1), device="cuda")
     x, y = ids[:, :-1], ids[:, 1:]

@@ -91,7 +91,7 @@ def peer(preset: str, steps: int, seq_len: int, micro: int) -> float:
 
 def gpu_run(steps: int, workdir: Path) -> dict[str, float]:
     """tokens/s/GPU and MFU of olmo3-1b, bf16 + torch.compile, seq 4096 (one GPU)."""
-    seq, micro = 4096, 4
+    seq, micro = 4096, 2
     cfg = get_preset("olmo3-1b")
     tok_s = ours("olmo3-1b", steps, seq, micro, workdir, precision="bf16", compile=True)
     name = torch.cuda.get_device_name(0)

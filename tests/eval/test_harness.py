@@ -102,3 +102,20 @@ def test_perplexity_per_source_scores_documents_separately(hf_model, tmp_path):
     r2 = evaluate(hf_model, [f"ppl:{alone}"], quiet=True)["tasks"][f"ppl:{alone.name}"]
     assert r2["items"][0]["loglikelihood"] == r["items"][1]["loglikelihood"]
     assert r2["metrics"]["bits_per_byte/code"] == r["metrics"]["bits_per_byte/code"]
+
+
+def test_shared_prefix_scoring_agrees_with_plain_path(hf_model):
+    """The KV-cache path (one context forward per item) matches the plain path, including
+    contexts longer than the 64-token sliding window and single-token (MC letter) answers."""
+    model, tok = load_model_and_tokenizer(hf_model)
+    long_ctx = "Rocks are hard. The sun is a star. " * 12 + "Question: What is 12 + 7?\nAnswer:"
+    assert len(tok.encode(long_ctx)) > 64
+    pairs = [(long_ctx, c) for c in (" 19", " eighteen apples", " 5", " A")]
+    pairs += [("Question: Which is a star?\nAnswer:", c) for c in (" A", " B", " C")]
+    pairs += [("Short", " one"), ("def add(a, b):", "\n    return a + b"), ("def add(a, b):", "\n    return a - b")]
+    plain = HarnessLM(model, tok, batch_size=3).loglikelihood(pairs)
+    lm = HarnessLM(model, tok, batch_size=2, share_prefix=True)
+    shared = lm.loglikelihood(pairs)
+    assert lm.share_prefix
+    for (a, ga), (b, gb) in zip(plain, shared):
+        assert abs(a - b) < 1e-4 and ga == gb

@@ -90,7 +90,9 @@ def test_adapter_runs_lm_eval_requests(hf_model, hflm):
 
     import olmoflow.eval.lm_eval_adapter  # noqa: F401
 
-    lm = get_model("olmoflow").create_from_arg_string(f"pretrained={hf_model},batch_size=3")
+    lm = get_model("olmoflow").create_from_arg_string(f"pretrained={hf_model},batch_size=3",
+                                                      {"batch_size": 1, "device": "cuda", "max_batch_size": None})
+    assert lm.harness.batch_size == 3  # model_args win over lm-eval's CLI defaults
     pairs = [("Question: Which is a star?\nAnswer:", " the sun"), ("def add(a, b):", "\n    return a + b")]
     for (a, ga), (b, gb) in zip(lm.loglikelihood(_instances("loglikelihood", pairs)),
                                 hflm.loglikelihood(_instances("loglikelihood", pairs))):

@@ -76,3 +76,14 @@ def test_pretrain_resolved_config_has_defaults_and_no_paths():
     cfg = get_stage_type("pretrain").resolve_config({"steps": 10, "model": "tiny-1m"})
     assert cfg["optimizer"]["lr"] == 3e-4 and cfg["optimizer"]["betas"] == [0.9, 0.95]
     assert "run_dir" not in cfg and "init_from" not in cfg and "paths" not in cfg["data"]
+
+
+def test_hash_cache_reuses_unchanged_inputs_and_notices_changes(tmp_path):
+    d = _tree(tmp_path / "corpus", {"a.jsonl": "1\n", "b.jsonl": "2\n"})
+    cache: dict = {}
+    h = hash_path(d, cache)
+    assert h == hash_path(d) and str(d.resolve()) in cache
+    cache[str(d.resolve())]["sha256"] = "stale-but-trusted"  # unchanged stats: the cached value is used
+    assert hash_path(d, cache) == "stale-but-trusted"
+    (d / "b.jsonl").write_text("22\n")  # size changes -> rehash
+    assert hash_path(d, cache) == hash_path(d) != h

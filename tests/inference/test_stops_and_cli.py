@@ -98,3 +98,21 @@ def test_cli_chat_and_errors(lm, tok, tiny_tok_dir, tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and "nope" in err
     assert main(["generate", "--model", str(model_dir), "--prompt", "x"]) == 1
     assert "--tokenizer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [dict(top_p=0.0), dict(temperature=-1.0), dict(top_k=-2), dict(max_new_tokens=0),
+                                 dict(prompt=[]), dict(prompt=[10**6])])
+def test_bad_requests_are_one_line_errors(bad, lm):
+    from olmoflow.errors import OlmoflowError
+
+    req = GenerationRequest(**{"prompt": [5, 6], **bad})
+    with pytest.raises(OlmoflowError):
+        Engine(lm).generate([req])
+
+
+def test_tensor_prompts_accepted(lm):
+    import torch
+
+    a = Engine(lm).generate([GenerationRequest(prompt=torch.tensor([5, 6, 7]), max_new_tokens=4)])[0]
+    b = Engine(lm).generate([GenerationRequest(prompt=[5, 6, 7], max_new_tokens=4)])[0]
+    assert a.token_ids == b.token_ids

@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling seed for generative tasks")
     p.add_argument("--max-length", type=int, default=None, help="context length (default: the model's)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--share-prefix", action="store_true",
+                   help="score each context once for all its answers (faster; not bit-identical across batch sizes)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or table")
     return p
 
@@ -53,7 +55,8 @@ def main(argv: list[str]) -> int:
     from olmoflow.eval.evaluator import evaluate
 
     evaluate(args.model, tasks, limit=args.limit, batch_size=args.batch_size, out=args.out, quiet=args.quiet,
-             seed=args.seed, tokenizer=args.tokenizer, max_length=args.max_length, device=args.device)
+             seed=args.seed, tokenizer=args.tokenizer, max_length=args.max_length, device=args.device,
+             share_prefix=args.share_prefix)
     if args.out and not args.quiet:
         print(f"wrote {args.out}")
     return 0

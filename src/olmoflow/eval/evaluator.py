@@ -141,12 +141,15 @@ def evaluate(
     tokenizer: str | Path | None = None,
     max_length: int | None = None,
     device: str = "cpu",
+    share_prefix: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the model at ``model_path`` (native or HF dir) on ``tasks``.
 
     Returns (and writes to ``out`` as JSON) ``{"model": provenance, "seed", "batch_size", "limit",
     "tasks": {name: {"config", "config_hash", "n_items", "primary_metric", "metrics", "items"}}}``.
     The file has no timestamps: same model + tasks + seed give a byte-identical file on CPU.
+    ``share_prefix`` runs each item's context once for all its answers (faster few-shot
+    multiple choice; scores agree to ~1e-5 but are no longer bit-identical across batch sizes).
     """
     from olmoflow import __version__
 
@@ -158,13 +161,14 @@ def evaluate(
     if batch_size < 1:
         raise OlmoflowError(f"--batch-size must be >= 1, got {batch_size}")
     model, tok = load_model_and_tokenizer(model_path, tokenizer, device=device)
-    lm = HarnessLM(model, tok, batch_size=batch_size, max_length=max_length, device=device)
+    lm = HarnessLM(model, tok, batch_size=batch_size, max_length=max_length, device=device, share_prefix=share_prefix)
     task_results = evaluate_lm(lm, specs, limit=limit, seed=seed, quiet=quiet)
     result = {
         "olmoflow_version": __version__,
         "model": model_provenance(model_path),
         "tokenizer": str(tokenizer or find_tokenizer(model_path)),
         "seed": seed, "batch_size": batch_size, "limit": limit, "max_length": lm.max_length, "device": str(device),
+        "share_prefix": lm.share_prefix,
         "tasks": task_results,
     }
     if out is not None:

@@ -52,9 +52,17 @@ class OlmoflowLM(_lm_eval_model.LM):
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> OlmoflowLM:
         from lm_eval.utils import simple_parse_args_string
 
-        args = simple_parse_args_string(arg_string)
+        return cls.create_from_arg_obj(simple_parse_args_string(arg_string), additional_config)
+
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None) -> OlmoflowLM:
+        """model_args win over lm-eval's CLI-level defaults (batch_size, device)."""
+        import torch
+
         extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k in ("batch_size", "device")}
-        return cls(**{**args, **extra})
+        if str(extra.get("device", "")).startswith("cuda") and not torch.cuda.is_available():
+            extra.pop("device")  # lm-eval's CLI default is cuda; stay on CPU when there is none
+        return cls(**{**extra, **arg_dict})
 
     # lm-eval request types ------------------------------------------------------------------
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:

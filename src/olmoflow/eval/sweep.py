@@ -27,7 +27,7 @@ def list_step_dirs(run_dir: str | Path) -> list[tuple[int, Path]]:
     found = []
     for d in ck.iterdir():
         m = _STEP_RE.match(d.name)
-        if m and d.is_dir() and (d / "config.json").is_file():
+        if m and d.is_dir() and ((d / "config.json").is_file() or (d / "model" / "config.json").is_file()):
             found.append((int(m.group(1)), d))
     if not found:
         raise OlmoflowError(f"{ck}: no step-N checkpoint directories (with config.json) found")

@@ -94,8 +94,28 @@ def hash_tree(
     return h.hexdigest(), files
 
 
-def hash_path(path: Path) -> str:
-    """Content fingerprint of an external input (a file or a directory tree)."""
+def _stat_key(path: Path) -> str:
+    """Cheap identity of a file or tree (paths, sizes, mtimes) to reuse a content hash."""
     if path.is_file():
-        return _file_digest(path, [])
-    return hash_tree(path)[0]
+        st = path.stat()
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    rows = [(p.relative_to(path).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(path.rglob("*")) if p.is_file()]
+    return hash_json(rows)
+
+
+def hash_path(path: Path, cache: dict[str, Any] | None = None) -> str:
+    """Content fingerprint (sha256) of an external input: a file or a directory tree.
+
+    With ``cache`` (a dict persisted by the caller), a path whose sizes and mtimes are unchanged
+    reuses its previous hash instead of reading every byte again (large corpora).
+    """
+    path = Path(path)
+    key = str(path.resolve())
+    stat = _stat_key(path) if cache is not None else ""
+    if cache is not None and cache.get(key, {}).get("stat") == stat:
+        return cache[key]["sha256"]
+    digest = _file_digest(path, []) if path.is_file() else hash_tree(path)[0]
+    if cache is not None:
+        cache[key] = {"stat": stat, "sha256": digest}
+    return digest

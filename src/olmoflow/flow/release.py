@@ -67,6 +67,18 @@ def _final_weights(arts: dict[str, tuple[Path, dict]]) -> tuple[str, Path] | Non
     return None
 
 
+def _eval_lines(arts: dict[str, tuple[Path, dict]]) -> list[str]:
+    from olmoflow.flow.report import _flat
+
+    rows = []
+    for n, (_d, m) in arts.items():
+        if m.get("type") == "evaluate":
+            for k, v in _flat({k: v for k, v in (m.get("metrics") or {}).items() if k != "skipped"}).items():
+                if isinstance(v, float):
+                    rows.append(f"| {n} | {k} | {v:.4g} |")
+    return ["| stage | metric | value |", "|---|---|---|", *rows, ""] if rows else ["Not evaluated.", ""]
+
+
 def _model_card(state: dict, arts: dict[str, tuple[Path, dict]], weights: tuple[str, Path] | None,
                 ckpts: list[dict], out: Path) -> str:
     name = state.get("flow") or "olmoflow-model"
@@ -103,7 +115,7 @@ def _model_card(state: dict, arts: dict[str, tuple[Path, dict]], weights: tuple[
               "## Reproduce", "", "```", "olmoflow run configs/flow.yaml", "```", "",
               "Artifact ids are content hashes: the same flow, inputs and seed give the same ids "
               "(see `manifests/`).", "",
-              "## Evaluation", "", "See `reports/REPORT.md`.", "",
+              "## Evaluation", "", *_eval_lines(arts), "Full results and the checkpoint sweep: `reports/`.", "",
               "## Limitations", "",
               "Trained by an automated flow; check the report card for the data actually used and the "
               "evaluation results before relying on it. Small models produced by the demo flow are for "

@@ -35,6 +35,7 @@ __all__ = ["ResolvedInput", "RunResult", "StagePlan", "StageFailed", "run_flow"]
 
 STATE_FILE = "flow.json"
 LOG_FILE = "log.jsonl"
+HASH_CACHE = ".input-hashes.json"  # external input path -> (stat fingerprint, sha256)
 
 
 class StageFailed(OlmoflowError):
@@ -165,6 +166,8 @@ def apply_fork(spec: FlowSpec, origin: Path, fork_stage: str | None = None) -> d
     order = toposort(spec)
     name, inp = _designate_fork(spec, order, fork_stage)
     spec.stages[name].inputs[inp] = InputRef(path=str(origin))
+    raw_stage = spec.raw.setdefault("stages", {}).setdefault(name, {})
+    raw_stage["inputs"] = {**(raw_stage.get("inputs") or {}), inp: str(origin)}  # the resolved flow shows it
     record: dict[str, Any] = {"from": str(origin), "stage": name, "input": inp}
     root = find_artifact_root(origin)
     if root is not None:
@@ -211,6 +214,13 @@ class Runner:
         self.order = toposort(spec)
         self.types: dict[str, StageType] = {n: get_stage_type(spec.stages[n].type) for n in self.order}
         self.fork_affected = (descendants(spec, fork["stage"]) | {fork["stage"]}) if fork else set()
+        self.hash_cache: dict[str, Any] = {}
+        cache_file = self.workdir / HASH_CACHE
+        if cache_file.is_file():
+            try:
+                self.hash_cache = json.loads(cache_file.read_text())
+            except json.JSONDecodeError:
+                self.hash_cache = {}
 
     # ---- planning -------------------------------------------------------------------------
     def _resolve_config(self, name: str) -> dict[str, Any]:
@@ -251,7 +261,7 @@ class Runner:
             r.kind, r.id, r.subpath = "artifact", (root[0] / COMPLETE).read_text().strip(), root[1]
             r.stage = read_manifest(root[0]).get("stage")
         else:
-            r.kind, r.id = "external", hash_path(p)
+            r.kind, r.id = "external", hash_path(p, self.hash_cache)
         return r
 
     def _cache_key(self, plan: StagePlan) -> str | None:
@@ -301,6 +311,8 @@ class Runner:
                 state["stages"].setdefault(n, self._state_entry(plans[n]))
             atomic_write(self.workdir / STATE_FILE, json.dumps(state, indent=2, default=str) + "\n")
         result = RunResult(self.workdir, self.order, plans)
+        if self.hash_cache:
+            atomic_write(self.workdir / HASH_CACHE, json.dumps(self.hash_cache, indent=1) + "\n")
         self.log("run_end", executed=result.executed, cached=result.cached, wall_s=round(time.time() - t_run, 3))
         self._summary(result)
         return result

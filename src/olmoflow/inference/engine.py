@@ -49,6 +49,12 @@ class GenerationRequest:
     seed: int | None = None
     logprobs: bool = False
 
+    def __post_init__(self) -> None:
+        # accept tensors / numpy arrays / tuples; keep plain Python ints inside
+        self.prompt = self.prompt.tolist() if hasattr(self.prompt, "tolist") else [int(t) for t in self.prompt]
+        if isinstance(self.stop_strings, str):
+            self.stop_strings = [self.stop_strings]
+
     def validate(self, vocab_size: int) -> None:
         if len(self.prompt) == 0:
             raise OlmoflowError("generation request has an empty prompt")
@@ -60,7 +66,7 @@ class GenerationRequest:
             raise OlmoflowError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0:
             raise OlmoflowError(f"top_k must be >= 0, got {self.top_k}")
-        bad = [t for t in self.prompt if not 0 <= int(t) < vocab_size]
+        bad = [t for t in self.prompt if not 0 <= t < vocab_size]
         if bad:
             raise OlmoflowError(f"prompt token id {bad[0]} is outside the model vocabulary (0..{vocab_size - 1})")
 
@@ -173,7 +179,7 @@ class Engine:
         ids = torch.full((b, t), self.cfg.pad_token_id, dtype=torch.long)
         mask = torch.zeros((b, t), dtype=torch.long)
         for j, r in enumerate(rows):
-            p = torch.as_tensor(list(r.req.prompt), dtype=torch.long)
+            p = torch.tensor(r.req.prompt, dtype=torch.long)
             ids[j, t - len(p) :] = p
             mask[j, t - len(p) :] = 1
         ids, mask = ids.to(dev), mask.to(dev)

@@ -29,8 +29,8 @@ def train_quality_classifier(
     positive: list[str] | str,
     negative: list[str] | str,
     out_path: str | Path,
-    epoch: int = 5,
-    lr: float = 0.5,
+    epoch: int = 10,
+    lr: float = 0.3,
     dim: int = 32,
     word_ngrams: int = 2,
     seed: int = 0,
@@ -38,7 +38,7 @@ def train_quality_classifier(
     bucket: int = 200_000,
 ) -> Path:
     """Train a fastText classifier (hq vs lq) and save it to ``out_path``."""
-    fasttext = require("fasttext", "data")
+    require("fasttext", "data")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     lines = []
@@ -72,7 +72,7 @@ class QualityConfig(StepConfig):
     positive: list[str] = Field(default_factory=list)
     negative: list[str] = Field(default_factory=list)
     attribute: str = "quality_score"
-    epoch: int = Field(default=5, ge=1)
+    epoch: int = Field(default=10, ge=1)
     seed: int = 0
 
 
