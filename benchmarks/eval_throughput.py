@@ -7,7 +7,7 @@ timed twice: the default batch-size-invariant path and ``share_prefix=True`` (on
 per item through the KV cache). Prints requests/s, ratios and the largest per-request
 log-likelihood difference against HFLM.
 
-    python benchmarks/eval_throughput.py [--preset tiny-5m] [--n-items 30] [--shots 5] [--batch-size 16] [--threads 1]
+    python benchmarks/eval_throughput.py [--preset tiny-5m] [--n-items 20] [--shots 5] [--batch-size 16] [--threads 1]
 
 Ends with ``RESULT ours_req_s=... peer_req_s=... ratio=... shared_req_s=... shared_ratio=... max_abs_diff=...``.
 """
@@ -40,7 +40,7 @@ def _requests(n_items: int, shots: int) -> tuple[str, list[tuple[str, str]]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="tiny-5m")
-    ap.add_argument("--n-items", type=int, default=30)
+    ap.add_argument("--n-items", type=int, default=20)
     ap.add_argument("--shots", type=int, default=5, help="few-shot examples per item (OLMES uses 5)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per harness (best is kept)")

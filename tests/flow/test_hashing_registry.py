@@ -87,3 +87,15 @@ def test_hash_cache_reuses_unchanged_inputs_and_notices_changes(tmp_path):
     assert hash_path(d, cache) == "stale-but-trusted"
     (d / "b.jsonl").write_text("22\n")  # size changes -> rehash
     assert hash_path(d, cache) == hash_path(d) != h
+
+
+def test_registering_stage_types_imports_no_stage_package():
+    """A flow that uses no real stage must not need torch or any stage package's extras."""
+    import subprocess
+    import sys
+
+    code = ("import sys, olmoflow.flow.stages, olmoflow.flow.runner; "
+            "bad = [m for m in ('torch', 'olmoflow.data', 'olmoflow.train', 'olmoflow.eval', 'olmoflow.model', "
+            "'olmoflow.tokenizer', 'transformers') if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

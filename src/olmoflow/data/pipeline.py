@@ -167,8 +167,8 @@ def run_segment_task(spec: RunSpec, seg_index: int, shard_index: int) -> dict[st
                         quarantine_w.write(bad)
                         continue
                     stats.global_incr("records_read")
-                    if not doc.get("source") and shard.source:  # type: ignore[union-attr]
-                        doc["source"] = shard.source  # type: ignore[index]
+                    if not doc.get("source"):  # type: ignore[union-attr]
+                        doc["source"] = shard.source or shard.name  # type: ignore[index]
                     yield doc  # type: ignore[misc]
 
             docs: Iterator[Doc] = source()

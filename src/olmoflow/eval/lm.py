@@ -23,6 +23,7 @@ stored in request order.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -74,6 +75,10 @@ class HarnessLM:
         self.pad_multiple = max(1, int(pad_multiple))
         # run a context once for all its continuations (KV cache); olmoflow models only
         self.share_prefix = bool(share_prefix) and hasattr(model, "cfg") and hasattr(model, "blocks")
+        try:  # olmoflow models can skip the LM head on positions nobody reads
+            self._can_trim = "logits_to_keep" in inspect.signature(model.forward).parameters
+        except (TypeError, ValueError):
+            self._can_trim = False
         cfg = getattr(model, "cfg", None) or getattr(model, "config", None)
         self.max_length = int(
             max_length
@@ -114,11 +119,14 @@ class HarnessLM:
 
     # -- model call -------------------------------------------------------------------------
     @torch.no_grad()
-    def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """fp32 logits [B, T, V] for a right-padded batch."""
-        out = self.model(input_ids.to(self.device))
+    def logits(self, input_ids: torch.Tensor, keep: int = 0) -> torch.Tensor:
+        """fp32 logits [B, T, V] for a right-padded batch; with ``keep`` > 0 (and a model that
+        supports it) only the last ``keep`` positions [B, keep, V]."""
+        kw = {"logits_to_keep": keep} if keep and self._can_trim else {}
+        out = self.model(input_ids.to(self.device), **kw)
         out = getattr(out, "logits", out)
-        return out.float()
+        out = out.float()
+        return out[:, -keep:] if keep else out
 
     def _width(self, n: int) -> int:
         """Padded width of a row of ``n`` tokens: a function of ``n`` alone, never of its batch."""
@@ -168,14 +176,18 @@ class HarnessLM:
             ids = torch.full((len(batch), width), self.eos_id, dtype=torch.long)
             for b, (_, inp, _) in enumerate(batch):
                 ids[b, : len(inp)] = torch.tensor(inp, dtype=torch.long)
-            logits = self.logits(ids)
+            # the LM head only runs on positions from the earliest scored one to the end
+            first = min(len(inp) - min(n, len(inp)) for _, inp, _ in batch for _, n in groups[tuple(inp)])
+            keep = width - first
+            logits = self.logits(ids, keep=keep)
+            off = width - keep
             done = 0
             for b, (_, inp, _) in enumerate(batch):
                 for i, n_cont in groups[tuple(inp)]:
                     n_cont = min(n_cont, len(inp))  # truncated context: score what fits
                     target = torch.tensor(list(pairs[i][1])[-n_cont:], dtype=torch.long, device=logits.device)
                     # log-softmax only over the positions scored (not the whole B x T x V block)
-                    lp = F.log_softmax(logits[b, len(inp) - n_cont: len(inp)], dim=-1)
+                    lp = F.log_softmax(logits[b, len(inp) - n_cont - off: len(inp) - off], dim=-1)
                     tok_lp = lp.gather(-1, target[:, None]).squeeze(-1)
                     results[i] = (float(tok_lp.sum()), bool((lp.argmax(-1) == target).all()))
                     done += 1
@@ -213,7 +225,8 @@ class HarnessLM:
                 valid[b, wc - len(c):] = True
             param = next(self.model.parameters())
             cache = KVCache(self.model.cfg, len(chunk), wc + max(wk, 1), device=self.device, dtype=param.dtype)
-            last = self.model(ids.to(self.device), attention_mask=valid.to(self.device), cache=cache)[:, -1].float()
+            kw = {"logits_to_keep": 1} if self._can_trim else {}
+            last = self.model(ids.to(self.device), attention_mask=valid.to(self.device), cache=cache, **kw)[:, -1].float()
             cont_logits = None
             if wk > 0:
                 cache.reorder(torch.tensor([b for b, _ in conts], device=self.device))

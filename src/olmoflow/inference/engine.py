@@ -113,7 +113,8 @@ class Engine:
     ``tokenizer`` (an olmoflow ``Tok``, a ``tokenizers.Tokenizer`` or anything with ``decode``)
     enables ``text`` in results, stop strings and text deltas in streaming.
     ``drop_finished``: drop finished rows from the batch (True) or keep decoding them masked.
-    ``prefill_chunk`` bounds the prefill's logits memory (B × chunk × vocab).
+    ``prefill_chunk``: prompts are prefilled in chunks of this many tokens (bounds the attention
+    mask / score memory of long prompts); only the last position's logits are computed.
     """
 
     def __init__(
@@ -219,7 +220,7 @@ class Engine:
                 tokens = tokens[index]
                 active = [active[k] for k in keep]
             n = len(active)
-            logits = self.model(tokens[:, None], attention_mask=ones[:n], cache=cache)[:, -1]
+            logits = self.model(tokens[:, None], attention_mask=ones[:n], cache=cache, logits_to_keep=1)[:, -1]
         return [r.result for r in rows]  # type: ignore[misc]
 
     def _prefill(self, ids: torch.Tensor, mask: torch.Tensor, cache: KVCache) -> torch.Tensor:
@@ -228,7 +229,8 @@ class Engine:
         chunk = self.prefill_chunk if self.prefill_chunk > 0 else t
         logits = None
         for s in range(0, t, chunk):
-            logits = self.model(ids[:, s : s + chunk], attention_mask=mask[:, s : s + chunk], cache=cache)[:, -1]
+            x, m = ids[:, s : s + chunk], mask[:, s : s + chunk]
+            logits = self.model(x, attention_mask=m, cache=cache, logits_to_keep=1)[:, -1]
         return logits.float()
 
     def _advance(self, row: _Row, token: int, logprob: float | None, callback) -> None:

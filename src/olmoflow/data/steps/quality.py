@@ -56,15 +56,27 @@ def train_quality_classifier(
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.writelines(lines)
-        model = fasttext.train_supervised(
-            input=tmp, epoch=epoch, lr=lr, dim=dim, wordNgrams=word_ngrams, bucket=bucket, thread=1, seed=seed,
-            verbose=0,
-        )
-        model.save_model(str(out_path) + ".tmp")
-        os.replace(str(out_path) + ".tmp", out_path)
+        kwargs = dict(input=tmp, epoch=epoch, lr=lr, dim=dim, wordNgrams=word_ngrams, bucket=bucket, thread=1,
+                      seed=seed, verbose=0)
+        # fastText keeps process-global state that can turn a second training in one process into NaNs;
+        # a fresh child process per training run keeps results reproducible
+        from concurrent.futures import ProcessPoolExecutor
+
+        from olmoflow.data.executors import _mp_context
+
+        with ProcessPoolExecutor(1, mp_context=_mp_context()) as pool:
+            pool.submit(_train_and_save, kwargs, str(out_path)).result()
     finally:
         os.unlink(tmp)
     return out_path
+
+
+def _train_and_save(kwargs: dict, out_path: str) -> None:
+    import fasttext
+
+    model = fasttext.train_supervised(**kwargs)
+    model.save_model(out_path + ".tmp")
+    os.replace(out_path + ".tmp", out_path)
 
 
 class QualityConfig(StepConfig):
