@@ -38,6 +38,7 @@ class EvalCallback:
         seed: int = 0,
         quiet: bool = True,
         max_length: int | None = None,
+        share_prefix: bool = False,
     ):
         from olmoflow.eval.evaluator import resolve_tasks
 
@@ -50,6 +51,7 @@ class EvalCallback:
         self.every_n_steps = every_n_steps
         self.limit, self.batch_size, self.seed, self.quiet = limit, batch_size, seed, quiet
         self.max_length = max_length
+        self.share_prefix = share_prefix
         self._tokenizer = tokenizer
 
     def _tok(self, run_dir: Path):
@@ -75,7 +77,7 @@ class EvalCallback:
         try:
             inner.eval()
             lm = HarnessLM(inner, self._tok(run_dir), batch_size=self.batch_size, max_length=self.max_length,
-                           device=next(inner.parameters()).device)
+                           device=next(inner.parameters()).device, share_prefix=self.share_prefix)
             with torch.no_grad():
                 res = evaluate_lm(lm, self.tasks, limit=self.limit, seed=self.seed, quiet=self.quiet)
         finally:

@@ -15,7 +15,7 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="olmoflow eval", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="olmoflow eval", description="evaluate one model, or every checkpoint of a run")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", help="model directory (native olmoflow checkpoint or HF export)")
     src.add_argument("--checkpoints", metavar="RUN_DIR", help="evaluate every RUN_DIR/checkpoints/step-N")
@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
         from olmoflow.eval.sweep import sweep_checkpoints
 
         sweep_checkpoints(args.checkpoints, tasks, limit=args.limit, batch_size=args.batch_size, out=args.out,
-                          quiet=args.quiet, seed=args.seed, tokenizer=args.tokenizer)
+                          quiet=args.quiet, seed=args.seed, tokenizer=args.tokenizer, share_prefix=args.share_prefix)
         return 0
     from olmoflow.eval.evaluator import evaluate
 

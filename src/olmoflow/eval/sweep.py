@@ -72,6 +72,7 @@ def sweep_checkpoints(
     quiet: bool = False,
     seed: int = 0,
     tokenizer: str | Path | None = None,
+    share_prefix: bool = False,
 ) -> dict[str, Any]:
     """Evaluate each checkpoint on ``tasks``; write ``sweep.json``, ``sweep.md`` (table) and
     ``sweep.png`` next to ``out`` (default ``RUN_DIR/eval/sweep.json``)."""
@@ -93,7 +94,7 @@ def sweep_checkpoints(
     rows = []
     for step, d in steps:
         model, tok = load_model_and_tokenizer(d, tok_dir)
-        res = evaluate_lm(HarnessLM(model, tok, batch_size=batch_size), specs, limit=limit, seed=seed, quiet=quiet)
+        res = evaluate_lm(HarnessLM(model, tok, batch_size=batch_size, share_prefix=share_prefix), specs, limit=limit, seed=seed, quiet=quiet)
         metrics = {f"{name}/{k}": v for name, r in res.items() for k, v in r["metrics"].items()}
         rows.append({"step": step, "checkpoint": str(d), "model": model_provenance(d), "metrics": metrics,
                      "primary": {name: r["primary_metric"] for name, r in res.items()}})

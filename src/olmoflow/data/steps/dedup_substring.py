@@ -36,12 +36,14 @@ def repeated_spans(data: bytes, starts: np.ndarray, ends: np.ndarray, min_bytes:
     sa = pds.divsufsort(arr)
     lcp = pds.kasai(arr, sa)
     # longest previous factor: the longest prefix of suffix i that also starts at some j < i
-    lpf = pds.longest_previous_factor(arr, sa, lcp).astype(np.int64)
+    lpf = pds.longest_previous_factor(arr, sa, lcp)
     del sa, lcp
-    doc_of = np.searchsorted(starts, np.arange(n, dtype=np.int64), side="right") - 1
-    doc_end = ends[np.clip(doc_of, 0, len(ends) - 1)]
+    # bytes left until the end of each position's document (separators and gaps get 0)
+    room = np.zeros(n, dtype=np.int64)
+    for s, e in zip(starts.tolist(), ends.tolist()):
+        room[s:e] = np.arange(e - s, 0, -1)
     # a prefix of an earlier match is itself an earlier match, so clipping at the document end is safe
-    length = np.minimum(lpf, np.maximum(doc_end - np.arange(n, dtype=np.int64), 0))
+    length = np.minimum(lpf, room)
     keep = np.flatnonzero(length >= min_bytes)
     diff = np.bincount(keep, minlength=n + 1) - np.bincount(keep + length[keep], minlength=n + 1)
     return np.cumsum(diff[:-1]) > 0
