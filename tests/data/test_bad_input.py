@@ -101,3 +101,24 @@ def test_cli_reports_bad_recipe_as_one_line(tmp_path, capsys):
                "--recipe", str(bad), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 1 and "steps.1.step" in err and "unknown step 'nope'" in err and err.count("\n") == 1
+
+
+def test_unreadable_source_file_in_a_tree_is_quarantined(tmp_path):
+    src = tmp_path / "repo"
+    src.mkdir()
+    (src / "ok.py").write_text("print('hello world')\n")
+    (src / "gone.py").symlink_to(tmp_path / "does-not-exist.py")
+    (src / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    stats = curate(src, tmp_path / "out", recipe=RECIPE, workers=1, quiet=True)
+    acc = stats["accounting"]
+    assert acc["balanced"] and acc["kept"] == 1
+    assert acc["quarantined_by_reason"] == {"invalid_utf8": 1, "unreadable_file": 1}
+    assert set(read_out(tmp_path / "out")) == {"repo/ok.py"}
+
+
+def test_unknown_executor_is_a_user_error(tmp_path):
+    from olmoflow.errors import OlmoflowError
+
+    write_jsonl(tmp_path / "a.jsonl", [{"id": "1", "text": "hello"}])
+    with pytest.raises(OlmoflowError, match="unknown executor 'spark'"):
+        curate(tmp_path / "a.jsonl", tmp_path / "out", recipe=RECIPE, executor="spark", quiet=True)

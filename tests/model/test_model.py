@@ -85,6 +85,13 @@ def test_lm_loss_matches_reference_formula():
     z = torch.logsumexp(logits[valid], -1).pow(2).mean()
     assert torch.allclose(loss, ce + 1e-2 * z)
     assert parts["n_tokens"].item() == 9
+    # gradients of the fused loss equal autograd through the reference formula
+    a = logits.clone().requires_grad_()
+    lm_loss(a, labels, z_loss=1e-2)[0].backward()
+    b = logits.clone().requires_grad_()
+    (torch.nn.functional.cross_entropy(b[valid], labels[valid])
+     + 1e-2 * torch.logsumexp(b[valid], -1).pow(2).mean()).backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-7)
     assert math.isclose(lm_loss(torch.zeros(1, 1, 4), torch.tensor([[2]]), z_loss=0)[0].item(), math.log(4),
                         rel_tol=1e-6)
 

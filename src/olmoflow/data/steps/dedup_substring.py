@@ -84,7 +84,7 @@ class SubstringDedup(GlobalStep):
             for i, d in enumerate(ctx.read_shard(si)):
                 if not self.applies(d):
                     continue
-                data = d["text"].encode("utf-8")
+                data = d["text"].encode("utf-8").replace(b"\x00", b"\x01")  # NUL only as separator
                 chunks.append(data)
                 chunks.append(b"\x00")
                 owners.append((si, i))
