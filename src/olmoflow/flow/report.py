@@ -186,6 +186,37 @@ def _plot(path: Path, series: dict[str, tuple[list, list]], xlabel: str, ylabel:
     return True
 
 
+def _plot_grid(path: Path, series: dict[str, tuple[list, list]], title: str, max_panels: int = 9) -> bool:
+    """One small panel per metric (metrics have different scales); perplexity is left out when
+    bits per byte is there (same information)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    keys = [k for k in series if not ("perplexity" in k and any("bits_per_byte" in j for j in series))]
+    keys = keys[:max_panels]
+    cols = min(3, len(keys))
+    rows = (len(keys) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.5 * rows), dpi=100, squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        xs, ys = series[key]
+        ax.plot(xs, ys, marker="o")
+        ax.set_title(key if len(key) <= 40 else "…" + key[-39:], fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
 def _loss_section(workdir: Path, arts: dict[str, tuple[Path, dict]]) -> list[str]:
     lines = ["## Training loss", ""]
     runs = [(n, d, m) for n, (d, m) in arts.items() if (d / "metrics.jsonl").is_file()
@@ -250,7 +281,7 @@ def _eval_section(workdir: Path, arts: dict[str, tuple[Path, dict]]) -> list[str
         series = _sweep_points(d, m)
         if series:
             png = workdir / "report" / f"eval-{name}.png"
-            ok = _plot(png, series, "step", "value", f"{name}: metrics over checkpoints")
+            ok = _plot_grid(png, series, f"{name}: metrics over checkpoints")
             lines += [f"Checkpoint sweep: {len(next(iter(series.values()))[0])} checkpoints, "
                       f"{len(series)} metrics.", "",
                       f"![{name} sweep](report/{png.name})" if ok else "(matplotlib missing: no plot)", ""]
