@@ -72,6 +72,11 @@ def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, str) and raw.strip()[:1] not in {"'", '"'}:  # YAML 1.1 reads "3e-4" as a string; users mean a number
+            try:
+                value = float(value) if value.strip().lower() not in {"nan", "inf", "-inf"} else value
+            except ValueError:
+                pass
         out.append((key.split("."), value))
     return out
 

@@ -14,11 +14,13 @@ import contextlib
 import json
 import math
 import os
+import random
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from olmoflow.errors import OlmoflowError
@@ -152,6 +154,8 @@ class Trainer:
         self.bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
         # --- model: same init on every rank (seeded), then parallelism from outside
         torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)  # checkpoints store these states: seed them so reruns are byte-identical
+        np.random.seed(cfg.seed)
         self.model = Olmo(self.model_cfg, init=False)
         self.model.init_weights(generator=torch.Generator().manual_seed(cfg.seed))
         if cfg.init_from:
