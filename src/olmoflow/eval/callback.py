@@ -64,9 +64,11 @@ class EvalCallback:
             self._tokenizer = Tok.from_dir(self._tokenizer)
         return self._tokenizer
 
-    def __call__(self, step: int, model: torch.nn.Module, run_dir: str | Path) -> dict[str, Any] | None:
-        """Evaluate at multiples of ``every_n_steps``; returns the logged record (else None)."""
-        if step % self.every_n_steps != 0:
+    def __call__(
+        self, step: int, model: torch.nn.Module, run_dir: str | Path, force: bool = False
+    ) -> dict[str, Any] | None:
+        """Evaluate at multiples of ``every_n_steps`` (or when ``force``); returns the logged record (else None)."""
+        if not force and step % self.every_n_steps != 0:
             return None
         from olmoflow.eval.evaluator import evaluate_lm
         from olmoflow.eval.lm import HarnessLM

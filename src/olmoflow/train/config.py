@@ -92,6 +92,21 @@ class CheckpointConfig(Config):
     verify: bool = True
 
 
+class InLoopEvalConfig(Config):
+    """Evaluation tasks run inside the training loop (OLMo-core style in-loop evals)."""
+
+    #: task specs as for ``olmoflow eval --tasks`` (e.g. ``arith_rc``, ``rc:items.jsonl``)
+    tasks: list[str] = Field(default_factory=list)
+    #: Dolma JSONL files scored for per-source bits per byte
+    ppl_data: list[str] = Field(default_factory=list)
+    every: int = Field(100, gt=0)
+    #: items per task (None = all)
+    limit: int | None = Field(50, gt=0)
+    batch_size: int = Field(8, gt=0)
+    #: tokenizer directory (default: found next to the data, see olmoflow.eval.evaluator.find_tokenizer)
+    tokenizer: str | None = None
+
+
 class TrainConfig(Config):
     """A pretraining run. ``run_dir`` receives metrics.jsonl, checkpoints/step-N/ and final/."""
 
@@ -118,6 +133,8 @@ class TrainConfig(Config):
     eval_every: int = Field(0, ge=0)
     #: number of micro batches of validation data per evaluation
     eval_batches: int = Field(8, gt=0)
+    #: in-loop evaluation (olmoflow.eval tasks + per-source perplexity) every N steps -> RUN_DIR/eval.jsonl
+    in_loop_eval: InLoopEvalConfig | None = None
     #: loss-spike guard: skip the update when loss or grad norm > mean + sigma·std of recent steps
     spike_skip: bool = True
     spike_window: int = Field(128, ge=2)

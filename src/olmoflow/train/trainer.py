@@ -151,6 +151,17 @@ class Trainer:
                 f"{self.ckpt_root}: run directory already has checkpoints; pass --resume or use a new run_dir"
             )
         self.device = info.device
+        self.eval_cb = None
+        if cfg.in_loop_eval is not None and (cfg.in_loop_eval.tasks or cfg.in_loop_eval.ppl_data):
+            if self.world > 1:
+                raise OlmoflowError("in_loop_eval runs in a single process for now; "
+                                    "evaluate checkpoints with `olmoflow eval --checkpoints RUN_DIR`")
+            from olmoflow.eval.callback import EvalCallback
+
+            ev = cfg.in_loop_eval
+            self.eval_cb = EvalCallback(ev.tasks, every_n_steps=ev.every, ppl_data=ev.ppl_data or None,
+                                        limit=ev.limit, batch_size=ev.batch_size, tokenizer=ev.tokenizer,
+                                        seed=cfg.seed, quiet=True)
         self.bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
         # --- model: same init on every rank (seeded), then parallelism from outside
         torch.manual_seed(cfg.seed)
@@ -354,6 +365,10 @@ class Trainer:
                     rec["val_loss"] = self.evaluate()
                 if self.step == total and self.val_sampler is not None:
                     rec["val_loss"] = self.evaluate()
+                if self.eval_cb is not None:
+                    ev = self.eval_cb(self.step, self.model, self.run_dir, force=self.step == total)
+                    if ev is not None:  # primary metric value per task, e.g. {"arith_rc": 0.25}
+                        rec["eval"] = {t: ev["metrics"][t].get(m) for t, m in ev["primary"].items()}
                 if self.step % cfg.log_every == 0 or self.step == total:
                     self.log.step(rec)
                 progress.update(task, completed=self.step, loss=f"{rec['loss']:.4f}",
