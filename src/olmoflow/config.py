@@ -85,16 +85,23 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     """Return a copy of ``data`` with dotted overrides applied (intermediate mappings are created)."""
     data = json.loads(json.dumps(data, default=str)) if data else {}
     for path, value in parse_overrides(overrides):
-        node = data
-        for i, part in enumerate(path[:-1]):
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"override {'.'.join(path)}: {'.'.join(path[: i + 1])} is not a mapping")
-            node = nxt
-        node[path[-1]] = value
+        set_path(data, path, value)
     return data
+
+
+def set_path(node: dict[str, Any], keys: list[str], value: Any, label: list[str] | None = None) -> None:
+    """Set ``node[k0][k1]...[kn] = value``, creating mappings on the way; ``label`` names the full
+    override path in errors when ``keys`` is only its tail."""
+    label = label or keys
+    offset = len(label) - len(keys)
+    for i, part in enumerate(keys[:-1]):
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"override {'.'.join(label)}: {'.'.join(label[: offset + i + 1])} is not a mapping")
+        node = nxt
+    node[keys[-1]] = value
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

@@ -30,6 +30,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from olmoflow.errors import OlmoflowError
+
 __all__ = ["HarnessLM", "rolling_windows"]
 
 ProgressFn = Callable[[int], None]
@@ -293,15 +295,13 @@ class HarnessLM:
             keep = max(self.max_length - max_new, self.max_length // 2)
             ids = ids[-keep:]
             prompts.append((ids, {**kw, "max_gen_toks": max(1, min(max_new, self.max_length - len(ids)))}))
-        use_engine = hasattr(self.model, "cfg") and hasattr(self.model, "blocks")
+        if not (hasattr(self.model, "cfg") and hasattr(self.model, "blocks")):
+            raise OlmoflowError("generation needs an olmoflow model (olmoflow.model.load); "
+                                f"got {type(self.model).__name__}")
         out: list[str] = []
-        step = self.batch_size if use_engine else 1
-        for start in range(0, len(prompts), step):
-            chunk = prompts[start: start + step]
-            if use_engine:
-                texts = self._engine_generate(chunk)
-            else:
-                texts = [self.tok_decode(self._fallback_generate(ids, kw)) for ids, kw in chunk]
+        for start in range(0, len(prompts), self.batch_size):
+            chunk = prompts[start: start + self.batch_size]
+            texts = self._engine_generate(chunk)
             out.extend(_cut(t, list(kw.get("until") or [])) for t, (_, kw) in zip(texts, chunk))
             if progress:
                 progress(len(chunk))
@@ -321,36 +321,6 @@ class HarnessLM:
         ]
         engine = Engine(self.model, tokenizer=self.tokenizer, max_batch_size=self.batch_size)
         return [r.text if r.text is not None else self.tok_decode(r.token_ids) for r in engine.generate(reqs)]
-
-    @torch.no_grad()
-    def _fallback_generate(self, prompt: list[int], kw: dict[str, Any]) -> list[int]:
-        """Plain loop (full recompute each step) for modules the engine does not drive."""
-        max_new, until = int(kw.get("max_gen_toks", 256)), list(kw.get("until") or [])
-        temperature, top_p = float(kw.get("temperature", 0.0)), float(kw.get("top_p", 1.0))
-        gen = torch.Generator().manual_seed(int(kw.get("seed", 0)))
-        ids = list(prompt)
-        new: list[int] = []
-        for _ in range(max_new):
-            window = ids[-self.max_length:]
-            logits = self.logits(torch.tensor([window]))[0, -1]
-            if temperature <= 0:
-                nxt = int(logits.argmax())
-            else:
-                probs = F.softmax(logits / temperature, dim=-1)
-                if top_p < 1.0:
-                    sp, si = probs.sort(descending=True)
-                    cut = sp.cumsum(0) - sp > top_p
-                    sp[cut] = 0.0
-                    probs = torch.zeros_like(probs).scatter(0, si, sp)
-                nxt = int(torch.multinomial(probs / probs.sum(), 1, generator=gen))
-            if nxt == self.eos_id:
-                break
-            ids.append(nxt)
-            new.append(nxt)
-            if until and len(new) % 4 == 0 and any(s in self.tok_decode(new) for s in until):
-                break
-        return new
-
 
 def _cut(text: str, until: Sequence[str]) -> str:
     """``text`` up to (not including) the earliest stop string."""

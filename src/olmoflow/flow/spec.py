@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from olmoflow.config import ConfigError, parse_overrides, read_yaml
+from olmoflow.config import ConfigError, parse_overrides, read_yaml, set_path
 
 __all__ = ["FlowSpec", "InputRef", "StageSpec", "load_flow", "parse_flow", "toposort"]
 
@@ -171,14 +171,7 @@ def apply_flow_overrides(data: dict[str, Any], overrides: list[str], source: str
         else:
             node, keys = body.setdefault("config", {}) or {}, path[1:]
             body["config"] = node
-        for i, part in enumerate(keys[:-1]):
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"override {'.'.join(path)}: {'.'.join(path[: i + 2])} is not a mapping")
-            node = nxt
-        node[keys[-1]] = value
+        set_path(node, keys, value, label=path)
     return data
 
 

@@ -23,13 +23,45 @@ class ModelLoadError(OlmoflowError):
 
 def save(model: Olmo, out_dir: str | Path, extra: dict | None = None) -> Path:
     """Write ``model.safetensors`` + ``config.json`` (native format) into ``out_dir``."""
+    return save_state(model.state_dict(), model.cfg, out_dir, extra)
+
+
+def save_state(
+    state: dict[str, torch.Tensor], cfg: ModelConfig, out_dir: str | Path, extra: dict | None = None
+) -> Path:
+    """Write a state dict as a native model directory (for callers holding a gathered state dict)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(out / "model.safetensors"), metadata={"format": NATIVE_FORMAT})
-    meta = {"format": NATIVE_FORMAT, "model": model.cfg.model_dump(mode="json"), **(extra or {})}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": NATIVE_FORMAT})
+    meta = {"format": NATIVE_FORMAT, "model": cfg.model_dump(mode="json"), **(extra or {})}
     (out / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
+
+
+def read_config(path: str | Path) -> ModelConfig:
+    """The ModelConfig of a native checkpoint or transformers directory, without loading weights."""
+    return _read_config(find_model_dir(path))[0]
+
+
+def _read_config(d: Path) -> tuple[ModelConfig, bool]:
+    """(config, is_native) from ``d/config.json``."""
+    try:
+        meta = json.loads((d / "config.json").read_text())
+    except json.JSONDecodeError as e:
+        raise ModelLoadError(f"{d / 'config.json'}:{e.lineno}: invalid JSON ({e.msg})") from None
+    if meta.get("format") == NATIVE_FORMAT:
+        from olmoflow.config import ConfigError
+
+        try:
+            return ModelConfig.model_validate(meta["model"]), True
+        except Exception as e:  # pydantic ValidationError
+            raise ConfigError(f"{d / 'config.json'}: invalid model config: {e}") from None
+    if "model_type" in meta:
+        from olmoflow.model.hf import config_from_hf
+
+        return config_from_hf(meta, source=d / "config.json"), False
+    raise ModelLoadError(f"{d / 'config.json'}: neither an olmoflow checkpoint nor a transformers config")
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -63,28 +95,16 @@ def find_model_dir(path: str | Path) -> Path:
 def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Olmo:
     """Load a native olmoflow checkpoint or a transformers OLMo 2/3 directory as an ``Olmo`` module."""
     d = find_model_dir(path)
-    try:
-        meta = json.loads((d / "config.json").read_text())
-    except json.JSONDecodeError as e:
-        raise ModelLoadError(f"{d / 'config.json'}:{e.lineno}: invalid JSON ({e.msg})") from None
-    if meta.get("format") == NATIVE_FORMAT:
-        from olmoflow.config import ConfigError
-
-        try:
-            cfg = ModelConfig.model_validate(meta["model"])
-        except Exception as e:  # pydantic ValidationError
-            raise ConfigError(f"{d / 'config.json'}: invalid model config: {e}") from None
+    cfg, native = _read_config(d)
+    if native:
         weights = d / "model.safetensors"
         if not weights.is_file():
             raise ModelLoadError(f"{d}: model.safetensors missing")
         state = read_safetensors(weights)
-    elif "model_type" in meta:
-        from olmoflow.model.hf import config_from_hf, state_from_hf
-
-        cfg = config_from_hf(meta, source=d / "config.json")
-        state = state_from_hf(d, cfg)
     else:
-        raise ModelLoadError(f"{d / 'config.json'}: neither an olmoflow checkpoint nor a transformers config")
+        from olmoflow.model.hf import state_from_hf
+
+        state = state_from_hf(d, cfg)
     with torch.device("meta"):
         model = Olmo(cfg, init=False)
     model = model.to_empty(device="cpu")

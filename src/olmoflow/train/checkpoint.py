@@ -181,15 +181,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def write_model_dir(state_dict: dict[str, torch.Tensor], model_config, out_dir: str | Path) -> Path:
     """Write ``model.safetensors`` + ``config.json`` (the native model format of docs/formats.md)."""
-    from safetensors.torch import save_file
+    from olmoflow.model.io import save_state
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-    cfg = {"format": "olmoflow-model-v1", "model": model_config.model_dump(mode="json")}
-    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    return out
+    return save_state(state_dict, model_config, out_dir)
 
 
 def _full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -104,16 +104,9 @@ def plan(cfg: TrainConfig, world_size: int = 1, check_data: bool = True) -> dict
 
 def _model_config(cfg: TrainConfig):
     if cfg.init_from:
-        from olmoflow.model import ModelConfig
-        from olmoflow.model.io import find_model_dir
+        from olmoflow.model.io import read_config
 
-        d = find_model_dir(cfg.init_from)
-        meta = json.loads((d / "config.json").read_text())
-        if meta.get("format") == "olmoflow-model-v1":
-            return ModelConfig.model_validate(meta["model"])
-        from olmoflow.model.hf import config_from_hf
-
-        return config_from_hf(meta, source=d / "config.json")
+        return read_config(cfg.init_from)
     return resolve_model_config(cfg)
 
 

@@ -136,4 +136,10 @@ class GlobalStep(Step):
         return [None] * len(summaries)
 
     def apply(self, docs: Iterator[Doc], decision: Any, ctx: Context) -> Iterator[Doc]:
-        yield from docs
+        """Default: ``decision`` maps a document's index in the shard to a removal reason."""
+        for i, d in enumerate(docs):
+            reason = decision.get(i) if decision else None
+            if reason is None:
+                yield d
+            else:
+                ctx.exclude(d, self.name, reason)

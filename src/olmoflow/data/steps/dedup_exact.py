@@ -60,11 +60,3 @@ class ExactDedup(GlobalStep):
                         seen_url.add(url)
             decisions.append(removed)
         return decisions
-
-    def apply(self, docs: Iterator[Doc], decision: Any, ctx: Context) -> Iterator[Doc]:
-        for i, d in enumerate(docs):
-            reason = decision.get(i)
-            if reason is None:
-                yield d
-            else:
-                ctx.exclude(d, self.name, reason)

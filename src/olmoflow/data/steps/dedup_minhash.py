@@ -170,11 +170,3 @@ class MinHashDedup(GlobalStep):
                 si, o = owners[g]
                 decisions[si][o] = "minhash_near_duplicate"
         return decisions
-
-    def apply(self, docs: Iterator[Doc], decision: Any, ctx: Context) -> Iterator[Doc]:
-        for i, d in enumerate(docs):
-            reason = decision.get(i)
-            if reason is None:
-                yield d
-            else:
-                ctx.exclude(d, self.name, reason)
