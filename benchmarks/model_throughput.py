@@ -25,7 +25,7 @@ import torch
 
 from olmoflow.inference import Engine, GenerationRequest
 from olmoflow.model import Olmo, get_preset, lm_loss
-from olmoflow.model.hf import config_to_hf, hf_key
+from olmoflow.model.hf import config_to_hf, to_hf_state
 
 H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s of an H100 SXM
 
@@ -40,7 +40,7 @@ def build_pair(preset: str, seed: int = 0, dtype=torch.float32, device="cpu"):
     ours = ours.to(device, dtype)
     hf_cfg = transformers.AutoConfig.for_model(**config_to_hf(cfg))
     theirs = transformers.AutoModelForCausalLM.from_config(hf_cfg, attn_implementation="sdpa").to(device, dtype)
-    theirs.load_state_dict({hf_key(k): v for k, v in ours.state_dict().items()}, strict=True)
+    theirs.load_state_dict(to_hf_state(ours.state_dict(), cfg), strict=True)
     return cfg, ours, theirs
 
 

@@ -48,7 +48,7 @@ def test_unknown_preset_is_one_line_error():
 
 def test_init_truncated_normal():
     m = Olmo(get_preset("tiny-5m"))
-    w = m.blocks[0].mlp.up.weight
+    w = m.blocks[0].mlp.gate_up.weight
     assert abs(w.std().item() - 0.02 * 0.9866) < 0.0005  # N(0, .02) truncated at ±3σ has std 0.0197
     assert w.abs().max().item() <= 0.06 + 1e-6
     assert torch.all(m.blocks[0].attn_norm.weight == 1)

@@ -24,31 +24,45 @@ _REQUIRED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_he
 _TYPE_FROM_HF = {"full_attention": "full", "sliding_attention": "sliding"}
 _TYPE_TO_HF = {v: k for k, v in _TYPE_FROM_HF.items()}
 
-# ours -> transformers, per block (prefix model.layers.{i}.)
+# ours -> transformers, per block (prefix model.layers.{i}.); a stacked weight of ours maps to
+# several HF weights, concatenated along dim 0 in this order
 _BLOCK_KEYS = {
-    "attn.q.weight": "self_attn.q_proj.weight",
-    "attn.k.weight": "self_attn.k_proj.weight",
-    "attn.v.weight": "self_attn.v_proj.weight",
-    "attn.o.weight": "self_attn.o_proj.weight",
-    "attn.q_norm.weight": "self_attn.q_norm.weight",
-    "attn.k_norm.weight": "self_attn.k_norm.weight",
-    "attn_norm.weight": "post_attention_layernorm.weight",
-    "mlp.gate.weight": "mlp.gate_proj.weight",
-    "mlp.up.weight": "mlp.up_proj.weight",
-    "mlp.down.weight": "mlp.down_proj.weight",
-    "mlp_norm.weight": "post_feedforward_layernorm.weight",
+    "attn.qkv.weight": ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"),
+    "attn.o.weight": ("self_attn.o_proj.weight",),
+    "attn.q_norm.weight": ("self_attn.q_norm.weight",),
+    "attn.k_norm.weight": ("self_attn.k_norm.weight",),
+    "attn_norm.weight": ("post_attention_layernorm.weight",),
+    "mlp.gate_up.weight": ("mlp.gate_proj.weight", "mlp.up_proj.weight"),
+    "mlp.down.weight": ("mlp.down_proj.weight",),
+    "mlp_norm.weight": ("post_feedforward_layernorm.weight",),
 }
 _TOP_KEYS = {"embed.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",
              "lm_head.weight": "lm_head.weight"}
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 
 
-def hf_key(ours: str) -> str:
-    """Map a native state-dict key to its transformers name."""
+def hf_keys(ours: str) -> tuple[str, ...]:
+    """The transformers name(s) of a native state-dict key (several for a stacked weight)."""
     if ours in _TOP_KEYS:
-        return _TOP_KEYS[ours]
+        return (_TOP_KEYS[ours],)
     _, i, rest = ours.split(".", 2)
-    return f"model.layers.{i}.{_BLOCK_KEYS[rest]}"
+    return tuple(f"model.layers.{i}.{k}" for k in _BLOCK_KEYS[rest])
+
+
+def _split_sizes(cfg: ModelConfig, rest: str) -> list[int]:
+    if rest == "attn.qkv.weight":
+        return [cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim]
+    return [cfg.mlp_hidden, cfg.mlp_hidden]
+
+
+def to_hf_state(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """A native state dict under transformers' names, stacked weights split into their parts."""
+    out = {}
+    for name, w in state.items():
+        keys = hf_keys(name)
+        parts = w.split(_split_sizes(cfg, name.split(".", 2)[2]), dim=0) if len(keys) > 1 else (w,)
+        out.update(zip(keys, parts))
+    return out
 
 
 # --------------------------------------------------------------------------- HF -> ours
@@ -167,10 +181,11 @@ def state_from_hf(d: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
     ours = {}
     names = [f"blocks.{i}.{k}" for i in range(cfg.n_layers) for k in _BLOCK_KEYS] + list(_TOP_KEYS)
     for name in names:
-        key = hf_key(name)
-        if key not in hf_state:
-            raise ModelLoadError(f"{d}: weight {key} missing")
-        ours[name] = hf_state[key]
+        keys = hf_keys(name)
+        missing = [k for k in keys if k not in hf_state]
+        if missing:
+            raise ModelLoadError(f"{d}: weight {missing[0]} missing")
+        ours[name] = hf_state[keys[0]] if len(keys) == 1 else torch.cat([hf_state[k] for k in keys], dim=0)
     return ours
 
 
@@ -243,7 +258,7 @@ def export_hf(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    state = {hf_key(k): v.detach().to(tdtype).contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to(tdtype).contiguous().cpu() for k, v in to_hf_state(model.state_dict(), model.cfg).items()}
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     cfg = model.cfg
     (out / "config.json").write_text(json.dumps(config_to_hf(cfg, dtype), indent=2) + "\n")

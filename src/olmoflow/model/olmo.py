@@ -2,8 +2,10 @@
 
 Block ("reordered norm"): ``h = x + RMSNorm(attn(x))``, ``out = h + RMSNorm(mlp(h))``. QK-norm over
 the full projected q and k before RoPE, SwiGLU MLP, GQA, per-layer full or sliding-window attention,
-no biases, untied embedding and head. Norms, RoPE and the loss run in float32. The file holds no
-distributed code: FSDP, activation checkpointing and compile are applied from outside.
+no biases, untied embedding and head. Norms, RoPE and the loss run in float32. q/k/v and gate/up
+are stored stacked (one GEMM each; ``hf.py`` splits them for transformers). Attention kernels live
+in ``attention.py``. The file holds no distributed code: FSDP, activation checkpointing and compile
+are applied from outside.
 """
 
 from __future__ import annotations
@@ -12,8 +14,38 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from olmoflow.model.attention import BlockedMask, attend, blocked_sliding_mask, sliding_block_size
 from olmoflow.model.config import ModelConfig
 from olmoflow.model.rope import Rotary, apply_rotary
+
+
+def _rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    """``x · r · w`` with ``r = (mean(x²) + eps)^-½`` (float32 in, float32 out)."""
+    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
+        return _RMSNormFn.apply(x, w, eps)
+    return x * x.pow(2).mean(-1, keepdim=True).add_(eps).rsqrt_() * w  # inference: no autograd bookkeeping
+
+
+class _RMSNormFn(torch.autograd.Function):
+    """RMSNorm with an analytic backward, ``dx = r · (g·w − x̂ · mean(g·w · x̂))``, ``dw = Σ g · x̂``
+    (x̂ = x·r): about half the kernels of autograd through ``F.rms_norm``, whose CPU backward is a
+    long chain of small ops."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+        r = x.pow(2).mean(-1, keepdim=True).add_(eps).rsqrt_()
+        xhat = x * r
+        ctx.save_for_backward(xhat, r, w)
+        return xhat * w
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        xhat, r, w = ctx.saved_tensors
+        gw = g * w
+        dot = (gw * xhat).mean(-1, keepdim=True)
+        dx = torch.addcmul(gw, xhat, dot, value=-1).mul_(r)
+        dw = (g * xhat).reshape(-1, g.shape[-1]).sum(0) if ctx.needs_input_grad[1] else None
+        return dx, dw, None
 
 
 class RMSNorm(nn.Module):
@@ -25,7 +57,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).to(x.dtype)
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:  # no casts: they cost per call
+            return _rms_norm(x, self.weight, self.eps)
+        return _rms_norm(x.float(), self.weight.float(), self.eps).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -33,41 +67,39 @@ class Attention(nn.Module):
         super().__init__()
         self.n_heads, self.n_kv, self.hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         self.layer_type = layer_type
-        self.q = nn.Linear(cfg.d_model, self.n_heads * self.hd, bias=False)
-        self.k = nn.Linear(cfg.d_model, self.n_kv * self.hd, bias=False)
-        self.v = nn.Linear(cfg.d_model, self.n_kv * self.hd, bias=False)
+        self.split = (self.n_heads * self.hd, self.n_kv * self.hd, self.n_kv * self.hd)
+        self.qkv = nn.Linear(cfg.d_model, sum(self.split), bias=False)  # q, k, v stacked: one GEMM
         self.o = nn.Linear(self.n_heads * self.hd, cfg.d_model, bias=False)
         self.q_norm = RMSNorm(self.n_heads * self.hd, cfg.rms_eps)
         self.k_norm = RMSNorm(self.n_kv * self.hd, cfg.rms_eps)
 
     def forward(self, x: torch.Tensor, ctx: _AttnContext, layer_idx: int) -> torch.Tensor:
         b, t, _ = x.shape
-        q = self.q_norm(self.q(x)).view(b, t, self.n_heads, self.hd)
-        k = self.k_norm(self.k(x)).view(b, t, self.n_kv, self.hd)
-        v = self.v(x).view(b, t, self.n_kv, self.hd)
+        q, k, v = self.qkv(x).split(self.split, dim=-1)
+        q = self.q_norm(q).view(b, t, self.n_heads, self.hd)
+        k = self.k_norm(k).view(b, t, self.n_kv, self.hd)
+        v = v.reshape(b, t, self.n_kv, self.hd)
         cos, sin = ctx.rope[self.layer_type]
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        qk = apply_rotary(torch.cat((q, k), dim=2), cos, sin)  # one rotation for q and k heads
+        q, k = qk[:, :, : self.n_heads].transpose(1, 2), qk[:, :, self.n_heads :].transpose(1, 2)
+        v = v.transpose(1, 2)
         if ctx.cache is not None:
             k, v = ctx.cache.update(layer_idx, self.layer_type, k, v)
-        mask = ctx.masks[self.layer_type]
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=self.n_kv != self.n_heads
-        )
+        y = attend(q, k, v, ctx.masks[self.layer_type])
         return self.o(y.transpose(1, 2).reshape(b, t, self.n_heads * self.hd))
 
 
 class MLP(nn.Module):
-    """SwiGLU: down(silu(gate(x)) * up(x))."""
+    """SwiGLU: down(silu(gate(x)) * up(x)), with gate and up stacked in one weight (one GEMM)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.gate = nn.Linear(cfg.d_model, cfg.mlp_hidden, bias=False)
-        self.up = nn.Linear(cfg.d_model, cfg.mlp_hidden, bias=False)
+        self.gate_up = nn.Linear(cfg.d_model, 2 * cfg.mlp_hidden, bias=False)
         self.down = nn.Linear(cfg.mlp_hidden, cfg.d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(F.silu(self.gate(x)) * self.up(x))
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
 
 
 class Block(nn.Module):
@@ -177,13 +209,18 @@ def _default_positions(b, t, dev, doc_ids, valid) -> torch.Tensor:
     return torch.arange(t, device=dev).expand(b, t)
 
 
-def _masks(cfg: ModelConfig, t: int, dev, doc_ids, valid) -> dict[str, torch.Tensor | None]:
-    """Boolean attention masks (True = attend) per layer type; None means plain causal."""
+def _masks(cfg: ModelConfig, t: int, dev, doc_ids, valid) -> dict[str, torch.Tensor | BlockedMask | None]:
+    """Attention masks per layer type (see ``attention.attend``): None means plain causal, a
+    boolean tensor [B or 1, 1, T, T] (True = attend), or a ``BlockedMask`` for sliding layers of a
+    sequence long enough for blocked sliding-window attention to pay."""
     idx = torch.arange(t, device=dev)
     causal = idx[None, :] <= idx[:, None]
     window = cfg.sliding_window or t
-    out: dict[str, torch.Tensor | None] = {}
+    out: dict[str, torch.Tensor | BlockedMask | None] = {}
     for lt in set(cfg.layer_types):
+        if lt == "sliding" and window < t and (block := sliding_block_size(window, t)) is not None:
+            out[lt] = blocked_sliding_mask(t, window, block, dev, doc_ids, valid)
+            continue
         m = causal & (idx[:, None] - idx[None, :] < window) if lt == "sliding" and window < t else None
         if doc_ids is None and valid is None:
             out[lt] = m

@@ -48,18 +48,28 @@ class Rotary:
         self._device_cache: dict[torch.device, torch.Tensor] = {}
 
     def __call__(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """positions [B, T] (int) -> cos, sin [B, T, 1, head_dim] in float32."""
+        """positions [B, T] (int) -> cos, signed sin [B, T, 1, head_dim] in float32.
+
+        The sin half that multiplies the first half of the rotated vector is negated here, once per
+        forward, so ``apply_rotary`` needs no negation per layer (see there).
+        """
         inv = self._device_cache.get(positions.device)
         if inv is None:
             inv = self._device_cache[positions.device] = self.inv_freq.to(positions.device)
         freqs = positions.to(torch.float32)[..., None] * inv
         emb = torch.cat((freqs, freqs), dim=-1)[:, :, None, :]
-        return emb.cos() * self.scale, emb.sin() * self.scale
+        sin = emb.sin() * self.scale
+        sin[..., : freqs.shape[-1]].neg_()
+        return emb.cos() * self.scale, sin
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x [B, T, H, hd] in float32 and cast back to its dtype."""
-    xf = x.float()
+    """Rotate x [B, T, H, hd] in float32 (rotate-half layout) and cast back to its dtype.
+
+    ``x·cos + rotate_half(x)·sin`` with ``rotate_half(x) = (-x2, x1)``; the sign lives in the signed
+    ``sin`` from ``Rotary``, so this is one swap of halves, one multiply and one fused multiply-add.
+    """
+    xf = x if x.dtype == torch.float32 else x.float()
     x1, x2 = xf.chunk(2, dim=-1)
-    rotated = torch.cat((-x2, x1), dim=-1)
-    return (xf * cos + rotated * sin).to(x.dtype)
+    out = torch.addcmul(xf * cos, torch.cat((x2, x1), dim=-1), sin)
+    return out if out.dtype == x.dtype else out.to(x.dtype)
