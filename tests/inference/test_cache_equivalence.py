@@ -55,3 +55,16 @@ def test_chunked_prefill_and_small_waves_match(model_maker):
     other = [r.token_ids for r in Engine(model, max_batch_size=3, prefill_chunk=4).generate(reqs)]
     assert base == other
     assert base[2] == no_cache_greedy(model, PROMPTS[2], 20)
+
+
+def test_generate_leaves_the_model_as_it_found_it(model_maker):
+    """The engine's temporary input-major weight layout is undone: same values, contiguous,
+    ordinary (non-inference) tensors that train, so RLVR can generate and then step the optimizer."""
+    model = model_maker("olmo3_gqa", seed=3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    generate(model, PROMPTS, max_new_tokens=5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.is_contiguous() and not p.is_inference() for p in model.parameters())
+    model.train()
+    model(torch.tensor([PROMPTS[0]])).sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from olmoflow.model.config import YarnConfig
 
@@ -41,26 +42,36 @@ def inv_frequencies(head_dim: int, theta: float, yarn: YarnConfig | None = None)
 
 
 class Rotary:
-    """cos/sin for given positions; one instance per distinct (theta, yarn) in the model."""
+    """cos/sin for given positions; one instance per distinct (theta, yarn) in the model.
+
+    Values come from a per-device table over positions ``0..n-1`` (grown by doubling), so a forward
+    pass costs two lookups instead of recomputing sin and cos — it matters when decoding one token
+    per step. Each table entry is computed exactly as it would be for that position alone.
+    """
 
     def __init__(self, head_dim: int, theta: float, yarn: YarnConfig | None = None):
         self.inv_freq, self.scale = inv_frequencies(head_dim, theta, yarn)
-        self._device_cache: dict[torch.device, torch.Tensor] = {}
+        self._tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """positions [B, T] (int) -> cos, signed sin [B, T, 1, head_dim] in float32.
+        """positions [B, T] (int, >= 0) -> cos, signed sin [B, T, 1, head_dim] in float32.
 
-        The sin half that multiplies the first half of the rotated vector is negated here, once per
-        forward, so ``apply_rotary`` needs no negation per layer (see there).
+        The sin half that multiplies the first half of the rotated vector is negated in the table,
+        so ``apply_rotary`` needs no negation per layer (see there).
         """
-        inv = self._device_cache.get(positions.device)
-        if inv is None:
-            inv = self._device_cache[positions.device] = self.inv_freq.to(positions.device)
-        freqs = positions.to(torch.float32)[..., None] * inv
-        emb = torch.cat((freqs, freqs), dim=-1)[:, :, None, :]
-        sin = emb.sin() * self.scale
-        sin[..., : freqs.shape[-1]].neg_()
-        return emb.cos() * self.scale, sin
+        cos, sin = self._table(positions.device, int(positions.max()) + 1 if positions.numel() else 1)
+        return F.embedding(positions, cos)[:, :, None, :], F.embedding(positions, sin)[:, :, None, :]
+
+    def _table(self, device: torch.device, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        table = self._tables.get(device)
+        if table is None or table[0].shape[0] < n:
+            size = max(1 << (n - 1).bit_length(), 256)
+            freqs = torch.arange(size, dtype=torch.float32, device=device)[:, None] * self.inv_freq.to(device)
+            emb = torch.cat((freqs, freqs), dim=-1)
+            sin = emb.sin() * self.scale
+            sin[:, : freqs.shape[-1]].neg_()
+            table = self._tables[device] = (emb.cos() * self.scale, sin)
+        return table
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
