@@ -62,7 +62,10 @@ def test_generate_leaves_the_model_as_it_found_it(model_maker):
     ordinary (non-inference) tensors that train, so RLVR can generate and then step the optimizer."""
     model = model_maker("olmo3_gqa", seed=3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    generate(model, PROMPTS, max_new_tokens=5)
+    seen = []  # the layout during generation (one row per step: the engine switches layouts)
+    reqs = [GenerationRequest(prompt=p, max_new_tokens=5) for p in PROMPTS]
+    Engine(model, max_batch_size=1).generate(reqs, lambda *_: seen.append(model.lm_head.weight.is_contiguous()))
+    assert seen and not any(seen)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.is_contiguous() and not p.is_inference() for p in model.parameters())
     model.train()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -154,7 +154,9 @@ class Engine:
         # longest prompts first: waves of similar lengths waste less compute on padding
         order = sorted(range(len(requests)), key=lambda i: -len(requests[i].prompt))
         results: list[GenerationResult | None] = [None] * len(requests)
-        with _input_major_weights(self.model), torch.inference_mode():
+        rows_per_step = min(len(requests), self.max_batch_size)
+        layout = _input_major_weights(self.model) if rows_per_step <= _INPUT_MAJOR_MAX_ROWS else nullcontext()
+        with layout, torch.inference_mode():
             for start in range(0, len(order), self.max_batch_size):
                 wave = order[start : start + self.max_batch_size]
                 for i, res in zip(wave, self._generate_wave(requests, wave, seeds, stream_callback)):
@@ -199,7 +201,6 @@ class Engine:
         cache = KVCache(self.cfg, b, t + steps, device=dev, dtype=self.dtype)
         logits = self._prefill(ids, mask, cache)
         active = list(range(b))  # active[k] = position in `rows` of cache row k
-        ones = torch.ones((b, 1), dtype=torch.long, device=dev)
         for step in range(steps):
             tokens, lps = sampler.sample(logits, step, want_lp)
             tok_list = tokens.tolist()
@@ -220,8 +221,7 @@ class Engine:
                 sampler.reorder(index)
                 tokens = tokens[index]
                 active = [active[k] for k in keep]
-            n = len(active)
-            logits = self.model(tokens[:, None], attention_mask=ones[:n], cache=cache, logits_to_keep=1)[:, -1]
+            logits = self.model(tokens[:, None], cache=cache, logits_to_keep=1)[:, -1]  # no padding
         return [r.result for r in rows]  # type: ignore[misc]
 
     def _prefill(self, ids: torch.Tensor, mask: torch.Tensor, cache: KVCache) -> torch.Tensor:
@@ -274,14 +274,19 @@ class Engine:
         )
 
 
+#: most rows per decoding step for which input-major weights pay (CPU, measured: 1 row ~10-15% per
+#: step faster, 8 rows ~8% slower; see docs/benchmarks.md)
+_INPUT_MAJOR_MAX_ROWS = 2
+
+
 @contextmanager
 def _input_major_weights(model: nn.Module) -> Iterator[None]:
     """On CPU, store every linear weight input-major ([in, out] memory, same values) while generating.
 
-    ``F.linear`` then runs as ``x @ W`` on contiguous columns, which MKL's small-batch kernels read
-    about twice as fast as the default [out, in] rows when decoding a few tokens per step (see
-    docs/benchmarks.md). The original layout is restored on exit, so training code sharing the model
-    (e.g. RLVR) never sees the difference.
+    ``F.linear`` then runs as ``x @ W`` on contiguous columns, which MKL's matrix-vector kernels read
+    about twice as fast as the default [out, in] rows when one or two tokens are decoded per step
+    (see docs/benchmarks.md). The original layout is restored on exit, so training code sharing the
+    model (e.g. RLVR) never sees the difference.
     """
     weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
     weights = [w for w in weights if w.device.type == "cpu" and w.dim() == 2 and w.is_contiguous()]

@@ -8,8 +8,8 @@ Three paths compute the same softmax attention (grouped-query heads: head ``h`` 
   blocks of ``c`` tokens and each block attends only to the ``window + c`` keys that can reach it,
   instead of all T keys under a mask. Work per sliding layer drops from T² to T·(window + c) —
   the layers OLMo 3 has most of (3 in 4);
-* **single-token decode**: two small matmuls and a softmax, avoiding SDPA's per-call setup, which
-  dominates when there is one query per row.
+* **single-token decode** (``DecodeBias``): baddbmm, softmax, bmm, avoiding SDPA's per-call setup,
+  which dominates when there is one query per row.
 """
 
 from __future__ import annotations
@@ -94,26 +94,46 @@ def _blocked(q, k, v, bm: BlockedMask, gqa: bool) -> torch.Tensor:
     return y.view(b, nb, h, c, hd).transpose(1, 2).reshape(b, h, nb * c, hd)[:, :, :t]
 
 
-def _decode(q, k, v, mask: torch.Tensor) -> torch.Tensor:
-    """One query per row: q [B, H, 1, hd], k/v [B, KV, S, hd], mask [B, 1, 1, S] (True = attend)."""
+@dataclass
+class DecodeBias:
+    """Mask for one query per row as an additive bias [B * KV, 1, S]: 0 attend, -inf masked."""
+
+    bias: torch.Tensor
+
+
+def decode_bias(attend_to: torch.Tensor, n_kv: int, dtype: torch.dtype) -> DecodeBias:
+    """``DecodeBias`` from a boolean [B, S] (True = attend), built once per step for all layers."""
+    b, s = attend_to.shape
+    zero = torch.zeros((), dtype=dtype, device=attend_to.device)
+    bias = zero.masked_fill(~attend_to, float("-inf"))  # broadcasts to [B, S]
+    return DecodeBias(bias[:, None, None, :].expand(b, n_kv, 1, s).reshape(b * n_kv, 1, s))
+
+
+def _decode(q, k, v, bias: torch.Tensor) -> torch.Tensor:
+    """One query per row: q [B, H, 1, hd], k/v [B, KV, S, hd], bias [B * KV, 1, S].
+
+    Query heads sharing a kv head form one [G, hd] matrix, so scores are one batched
+    ``bias + scale · q kᵀ`` (baddbmm) and the output one bmm: three kernels for the whole layer.
+    """
     b, h, _, hd = q.shape
-    kv = k.shape[1]
-    qg = q.view(b, kv, h // kv, hd) * (hd**-0.5)
-    scores = torch.matmul(qg, k.transpose(-1, -2)).masked_fill_(~mask, float("-inf"))
-    return torch.matmul(scores.softmax(-1), v).view(b, h, 1, hd)
+    kv, s = k.shape[1], k.shape[2]
+    qg = q.reshape(b * kv, h // kv, hd)
+    scores = torch.baddbmm(bias, qg, k.reshape(b * kv, s, hd).transpose(1, 2), alpha=hd**-0.5)
+    return torch.bmm(scores.softmax(-1), v.reshape(b * kv, s, hd)).view(b, h, 1, hd)
 
 
 def attend(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | BlockedMask | None
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | BlockedMask | DecodeBias | None
 ) -> torch.Tensor:
     """Softmax attention of q [B, H, T, hd] over k, v [B, KV, S, hd]; returns [B, H, T, hd].
 
     mask: None for plain causal (T == S), a boolean mask broadcastable to [B, 1, T, S]
-    (True = attend), or a ``BlockedMask`` for blocked sliding-window attention.
+    (True = attend), a ``BlockedMask`` for blocked sliding-window attention, or a ``DecodeBias``
+    when T == 1.
     """
+    if isinstance(mask, DecodeBias):
+        return _decode(q, k, v, mask.bias)
     gqa = k.shape[1] != q.shape[1]
     if isinstance(mask, BlockedMask):
         return _blocked(q, k, v, mask, gqa)
-    if mask is not None and q.shape[2] == 1 and not torch.is_grad_enabled():
-        return _decode(q, k, v, mask)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=gqa)

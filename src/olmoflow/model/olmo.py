@@ -16,7 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from olmoflow.model.attention import BlockedMask, attend, blocked_sliding_mask, sliding_block_size
+from olmoflow.model.attention import (
+    BlockedMask,
+    DecodeBias,
+    attend,
+    blocked_sliding_mask,
+    decode_bias,
+    sliding_block_size,
+)
 from olmoflow.model.config import ModelConfig
 from olmoflow.model.rope import Rotary, apply_rotary
 
@@ -188,10 +195,8 @@ class Olmo(nn.Module):
         if cache is not None:
             if doc_ids is not None:
                 raise ValueError("doc_ids are not supported with a KV cache")
-            if valid is None:
-                valid = torch.ones(b, t, dtype=torch.bool, device=dev)
             if position_ids is None:
-                position_ids = cache.next_positions(valid)
+                position_ids = cache.next_positions(valid, t)
             masks = cache.begin(position_ids, valid)
         else:
             if position_ids is None:
@@ -260,7 +265,7 @@ class KVCache:
     """
 
     def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
-        self.cfg, self.b, self.max_len = cfg, batch_size, max_len
+        self.cfg, self.b, self.max_len, self.dtype = cfg, batch_size, max_len, dtype
         self.window = min(cfg.sliding_window or max_len, max_len)
         self.n = 0  # slots written so far (the same for every row)
         self._next = torch.zeros(batch_size, dtype=torch.long, device=device)
@@ -272,38 +277,57 @@ class KVCache:
             s = (batch_size, cfg.n_kv_heads, shape[lt], cfg.head_dim)
             self.k[i] = torch.zeros(s, dtype=dtype, device=device)
             self.v[i] = torch.zeros(s, dtype=dtype, device=device)
-        self._slots = torch.zeros(0, dtype=torch.long, device=device)
+        self._slots = torch.zeros(0, dtype=torch.long, device=device)  # ring slots of a multi-token step
+        self._slot: int | None = None  # ring slot of a one-token step
 
-    def next_positions(self, valid: torch.Tensor) -> torch.Tensor:
+    def next_positions(self, valid: torch.Tensor | None, t: int) -> torch.Tensor:
+        """Positions [B, t] of the next tokens (padding, valid False, does not advance them)."""
+        if valid is None:
+            return self._next[:, None] if t == 1 else self._next[:, None] + torch.arange(t, device=self._next.device)
         return self._next[:, None] + (valid.long().cumsum(1) - 1).clamp(min=0)
 
-    def _ring_slots(self, t: int) -> tuple[torch.Tensor, int]:
-        m = min(t, self.window)
-        slots = (self.n + t - m + torch.arange(m, device=self._next.device)) % self.window
-        return slots, m
-
-    def begin(self, qpos: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Record the new tokens' positions and return per-type masks [B, 1, T, S]."""
+    def begin(self, qpos: torch.Tensor, valid: torch.Tensor | None) -> dict[str, torch.Tensor | DecodeBias]:
+        """Record the new tokens' positions; return per-type masks: boolean [B, 1, T, S], or a
+        ``DecodeBias`` when one token per row is added (decoding). ``valid`` None: no padding."""
         t = qpos.shape[1]
         if self.n + t > self.max_len:
             raise ValueError(f"KV cache full: {self.n} + {t} tokens > max_len {self.max_len}")
+        ring = self.pos["sliding"]
+        self._slot = self.n % self.window if t == 1 else None
+        if t == 1 and valid is None:
+            # decode without padding: every written slot is causal and the ring holds exactly the
+            # window, so the masks are just "slot holds a real token"
+            self.pos["full"][:, self.n] = qpos[:, 0]
+            ring[:, self._slot] = qpos[:, 0]
+            self._next = self._next + 1
+            kv = self.cfg.n_kv_heads
+            return {"full": decode_bias(self.pos["full"][:, : self.n + 1] >= 0, kv, self.dtype),
+                    "sliding": decode_bias(ring >= 0, kv, self.dtype)}
+        if valid is None:
+            valid = torch.ones_like(qpos, dtype=torch.bool)
         newpos = torch.where(valid, qpos, torch.full_like(qpos, -1))
         self.pos["full"][:, self.n : self.n + t] = newpos
         masks = {}
         q = qpos[:, :, None]
         kfull = self.pos["full"][:, None, : self.n + t]
         masks["full"] = ((kfull >= 0) & (kfull <= q)) | ~valid[:, :, None]
-        ring = self.pos["sliding"]
-        self._slots, m = self._ring_slots(t)
-        if t == 1:  # decode: write first, attend over the ring alone (no copy of the window)
-            ring.index_copy_(1, self._slots, newpos)
+        if t == 1:  # write first, attend over the ring alone (no copy of the window)
+            ring[:, self._slot] = newpos[:, 0]
             kslide = ring[:, None, :]
         else:
+            self._slots, m = self._ring_slots(t)
             kslide = torch.cat([ring, newpos], dim=1)[:, None, :]
             ring.index_copy_(1, self._slots, newpos[:, t - m :])
         masks["sliding"] = ((kslide >= 0) & (kslide <= q) & (kslide > q - self.window)) | ~valid[:, :, None]
         self._next = self._next + valid.long().sum(1)
+        if t == 1:
+            return {lt: decode_bias(m[:, 0], self.cfg.n_kv_heads, self.dtype) for lt, m in masks.items()}
         return {k: v[:, None] for k, v in masks.items()}
+
+    def _ring_slots(self, t: int) -> tuple[torch.Tensor, int]:
+        m = min(t, self.window)
+        slots = (self.n + t - m + torch.arange(m, device=self._next.device)) % self.window
+        return slots, m
 
     def update(self, layer: int, layer_type: str, k: torch.Tensor, v: torch.Tensor):
         """Store this step's k/v [B, KV, T, hd]; return the keys/values to attend over."""
@@ -312,11 +336,11 @@ class KVCache:
             self.k[layer][:, :, self.n : self.n + t] = k
             self.v[layer][:, :, self.n : self.n + t] = v
             return self.k[layer][:, :, : self.n + t], self.v[layer][:, :, : self.n + t]
-        m = self._slots.numel()
         if t == 1:
-            self.k[layer].index_copy_(2, self._slots, k)
-            self.v[layer].index_copy_(2, self._slots, v)
+            self.k[layer][:, :, self._slot] = k[:, :, 0]
+            self.v[layer][:, :, self._slot] = v[:, :, 0]
             return self.k[layer], self.v[layer]
+        m = self._slots.numel()
         k_all = torch.cat([self.k[layer], k], dim=2)
         v_all = torch.cat([self.v[layer], v], dim=2)
         self.k[layer].index_copy_(2, self._slots, k[:, :, t - m :])
