@@ -53,13 +53,17 @@ class Rotary:
         self.inv_freq, self.scale = inv_frequencies(head_dim, theta, yarn)
         self._tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def __call__(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, positions: torch.Tensor, bound: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """positions [B, T] (int, >= 0) -> cos, signed sin [B, T, 1, head_dim] in float32.
+
+        ``bound``: a known upper bound (exclusive) on the positions; without it they are read.
 
         The sin half that multiplies the first half of the rotated vector is negated in the table,
         so ``apply_rotary`` needs no negation per layer (see there).
         """
-        cos, sin = self._table(positions.device, int(positions.max()) + 1 if positions.numel() else 1)
+        if bound is None:
+            bound = int(positions.max()) + 1 if positions.numel() else 1
+        cos, sin = self._table(positions.device, bound)
         return F.embedding(positions, cos)[:, :, None, :], F.embedding(positions, sin)[:, :, None, :]
 
     def _table(self, device: torch.device, n: int) -> tuple[torch.Tensor, torch.Tensor]:
