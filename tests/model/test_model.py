@@ -172,3 +172,22 @@ def test_cli_reports_bad_model_in_one_line(tmp_path, capsys):
     rc = cli_main(["convert", "--to-hf", str(tmp_path), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert rc == 1 and "\n" not in err and "model_type 'gpt2' is not supported" in err
+
+
+def test_inference_kernels_equal_training_kernels():
+    """RMSNorm's no-autograd formula and Linear's few-row orientation compute what the autograd
+    paths compute (up to float rounding), for every row count a decoding batch can have."""
+    from olmoflow.model.olmo import Linear, RMSNorm
+
+    g = torch.Generator().manual_seed(0)
+    norm, lin = RMSNorm(48, 1e-6), Linear(48, 80)
+    with torch.no_grad():
+        norm.weight.copy_(torch.rand(48, generator=g) + 0.5)
+        lin.weight.copy_(torch.randn(80, 48, generator=g))
+    for rows in range(1, 11):
+        x = torch.randn(rows, 1, 48, generator=g, requires_grad=True)
+        ref_norm, ref_lin = norm(x), lin(x)  # autograd paths
+        with torch.no_grad():
+            assert torch.allclose(norm(x), ref_norm, atol=1e-6, rtol=1e-6)
+            assert torch.allclose(lin(x), ref_lin, atol=1e-5, rtol=1e-6)
+            assert lin(x).shape == (rows, 1, 80)

@@ -54,8 +54,9 @@ class RMSNorm(nn.Module):
     """Weight-only RMSNorm computed in float32.
 
     Without autograd (evaluation, decoding) it uses ``x / hypot(‖x‖, √(d·eps)) · (√d · w)``, the
-    same quantity in four kernels and no Python-scalar operands: when one token per row is decoded
-    the norms are bound by per-kernel dispatch, not arithmetic (measured ~2× faster per call on CPU).
+    same quantity (up to float rounding) in five small kernels with no Python-scalar operands: when
+    one token per row is decoded the norms are bound by per-kernel dispatch, not arithmetic
+    (measured ~2× faster per call on CPU).
     """
 
     def __init__(self, dim: int, eps: float):
@@ -88,8 +89,8 @@ class RMSNorm(nn.Module):
 class Linear(nn.Linear):
     """Bias-free linear layer; on CPU without autograd, 3-8 rows are computed as ``(W xᵀ)ᵀ``.
 
-    Same values as ``F.linear`` (equal tokens in the decode tests), but MKL's kernel for that
-    orientation is faster at a decoding batch's handful of rows (measured: 10-25% per decode step at
+    The same product as ``F.linear`` up to float rounding (equal tokens in the decode tests), but
+    MKL's kernel for that orientation is faster at a decoding batch's handful of rows (measured: 10-25% per decode step at
     4 and 8 rows on an AMD EPYC; see docs/benchmarks.md).
     """
 
