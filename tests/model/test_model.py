@@ -106,6 +106,32 @@ def test_save_load_roundtrip(tmp_path):
     assert m2.cfg == m.cfg
 
 
+def test_checkpoint_with_separate_qkv_and_gate_up_still_loads(tmp_path):
+    """Native checkpoints from before q/k/v and gate/up were stacked load to the same model."""
+    from safetensors.torch import load_file, save_file
+
+    from olmoflow.model.io import NATIVE_FORMAT
+
+    m = Olmo(ModelConfig(**TINY)).eval()
+    save(m, tmp_path / "ck")
+    state = load_file(tmp_path / "ck" / "model.safetensors")
+    old = {}
+    for k, v in state.items():
+        if k.endswith("attn.qkv.weight"):
+            q, kk, vv = v.split(list(m.blocks[0].attn.split), dim=0)
+            old |= {k.replace("qkv", "q"): q, k.replace("qkv", "k"): kk, k.replace("qkv", "v"): vv}
+        elif k.endswith("mlp.gate_up.weight"):
+            gate, up = v.chunk(2, dim=0)
+            old |= {k.replace("gate_up", "gate"): gate.contiguous(), k.replace("gate_up", "up"): up.contiguous()}
+        else:
+            old[k] = v
+    save_file({k: v.contiguous() for k, v in old.items()}, str(tmp_path / "ck" / "model.safetensors"),
+              metadata={"format": NATIVE_FORMAT})
+    x = torch.randint(0, 128, (2, 12))
+    with torch.no_grad():
+        assert torch.equal(m(x), load(tmp_path / "ck")(x))
+
+
 # ------------------------------------------------------------------ bad input: one-line errors
 
 

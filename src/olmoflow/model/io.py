@@ -100,7 +100,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtyp
         weights = d / "model.safetensors"
         if not weights.is_file():
             raise ModelLoadError(f"{d}: model.safetensors missing")
-        state = read_safetensors(weights)
+        state = _stack_legacy_keys(read_safetensors(weights))
     else:
         from olmoflow.model.hf import state_from_hf
 
@@ -112,6 +112,23 @@ def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtyp
     if dtype is not None:
         model = model.to(dtype)
     return model.to(device).eval()
+
+
+_LEGACY_STACKS = {"attn.qkv.weight": ("attn.q.weight", "attn.k.weight", "attn.v.weight"),
+                  "mlp.gate_up.weight": ("mlp.gate.weight", "mlp.up.weight")}
+
+
+def _stack_legacy_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Native checkpoints written before q/k/v and gate/up were stacked (2026-11) store them
+    separately; stack them so those checkpoints still load."""
+    out = dict(state)
+    for key in state:
+        for new, parts in _LEGACY_STACKS.items():
+            if key.endswith("." + parts[0]):
+                prefix = key[: -len(parts[0])]
+                if all(prefix + p in state for p in parts):
+                    out[prefix + new] = torch.cat([out.pop(prefix + p) for p in parts], dim=0)
+    return out
 
 
 def _load_state(model: Olmo, state: dict[str, torch.Tensor], source: Path) -> None:
