@@ -87,11 +87,12 @@ class RMSNorm(nn.Module):
 
 
 class Linear(nn.Linear):
-    """Bias-free linear layer; on CPU without autograd, 3-8 rows are computed as ``(W xᵀ)ᵀ``.
+    """Bias-free linear layer; on CPU without autograd, 3-8 rows are computed as ``(W xᵀ)ᵀ``
+    (for the usual [out, in] weight layout; not when the engine has made it input-major).
 
     The same product as ``F.linear`` up to float rounding (equal tokens in the decode tests), but
-    MKL's kernel for that orientation is faster at a decoding batch's handful of rows (measured: 10-25% per decode step at
-    4 and 8 rows on an AMD EPYC; see docs/benchmarks.md).
+    MKL's kernel for that orientation is faster at a decoding batch's handful of rows (measured:
+    10-25% per decode step at 4 and 8 rows on an AMD EPYC; see docs/benchmarks.md).
     """
 
     def __init__(self, d_in: int, d_out: int):
@@ -100,9 +101,10 @@ class Linear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = x.shape[-1]
         rows = x.numel() // k if k else 0
-        if 2 < rows <= 8 and x.device.type == "cpu" and not torch.is_grad_enabled():
-            return (self.weight @ x.reshape(rows, k).T).T.reshape(*x.shape[:-1], -1)
-        return F.linear(x, self.weight)
+        w = self.weight
+        if 2 < rows <= 8 and x.device.type == "cpu" and not torch.is_grad_enabled() and w.is_contiguous():
+            return (w @ x.reshape(rows, k).T).T.reshape(*x.shape[:-1], -1)
+        return F.linear(x, w)
 
 
 class Attention(nn.Module):
