@@ -9,7 +9,8 @@
 (d) on a CUDA device: training MFU of olmo3-1b in bf16 (skipped on CPU).
 
 Runs with no arguments in a few minutes on 2 cores; each measurement alternates ours / theirs,
-repeats, and reports the median. Ends with one ``RESULT key=value ...`` line.
+repeats, and reports median times and the median of per-pair ratios. Ends with one
+``RESULT key=value ...`` line.
 
     python benchmarks/model_throughput.py
     python benchmarks/model_throughput.py --presets tiny-20m --train-batch 16 --seq 512 --threads 8
@@ -49,8 +50,12 @@ def _sync():
         torch.cuda.synchronize()
 
 
-def timed_pair(fn_ours, fn_theirs, warmup: int, repeats: int) -> tuple[float, float]:
-    """Median seconds of each function, alternating calls so both see the same machine load."""
+def timed_pair(fn_ours, fn_theirs, warmup: int, repeats: int) -> tuple[float, float, float]:
+    """Median seconds of each function and the median of the per-pair ratios theirs/ours.
+
+    Calls alternate, and each ratio compares two adjacent calls, so load changes on a shared
+    machine cancel in the ratio.
+    """
     for _ in range(warmup):
         fn_ours()
         fn_theirs()
@@ -62,7 +67,7 @@ def timed_pair(fn_ours, fn_theirs, warmup: int, repeats: int) -> tuple[float, fl
             fn()
             _sync()
             acc.append(time.perf_counter() - t0)
-    return statistics.median(a), statistics.median(b)
+    return statistics.median(a), statistics.median(b), statistics.median([y / x for x, y in zip(a, b)])
 
 
 def bench_train(preset: str, batch: int, seq: int, warmup: int, repeats: int) -> dict[str, float]:
@@ -81,9 +86,9 @@ def bench_train(preset: str, batch: int, seq: int, warmup: int, repeats: int) ->
         theirs.zero_grad(set_to_none=True)
         theirs(input_ids=x, labels=x).loss.backward()
 
-    t_ours, t_theirs = timed_pair(step_ours, step_theirs, warmup, repeats)
+    t_ours, t_theirs, ratio = timed_pair(step_ours, step_theirs, warmup, repeats)
     n = batch * seq
-    return {"ours_tok_s": n / t_ours, "peer_tok_s": n / t_theirs, "ratio": t_theirs / t_ours}
+    return {"ours_tok_s": n / t_ours, "peer_tok_s": n / t_theirs, "ratio": ratio}
 
 
 def bench_decode(preset: str, batch: int, prompt_len: int, new_tokens: int, warmup: int, repeats: int):
@@ -107,10 +112,10 @@ def bench_decode(preset: str, batch: int, prompt_len: int, new_tokens: int, warm
             )
         out["theirs"] = g[:, prompt_len:].tolist()
 
-    t_ours, t_theirs = timed_pair(run_ours, run_theirs, warmup, repeats)
+    t_ours, t_theirs, ratio = timed_pair(run_ours, run_theirs, warmup, repeats)
     same = sum(a == b for a, b in zip(out["ours"], out["theirs"])) / batch
     n = batch * new_tokens
-    return {"ours_tok_s": n / t_ours, "peer_tok_s": n / t_theirs, "ratio": t_theirs / t_ours, "same_tokens": same}
+    return {"ours_tok_s": n / t_ours, "peer_tok_s": n / t_theirs, "ratio": ratio, "same_tokens": same}
 
 
 def bench_drop_vs_mask(preset: str, batch: int, prompt_len: int, new_tokens: int, warmup: int, repeats: int):
@@ -123,8 +128,8 @@ def bench_drop_vs_mask(preset: str, batch: int, prompt_len: int, new_tokens: int
     lens[0] = new_tokens
     reqs = [GenerationRequest(prompt=r.tolist(), max_new_tokens=n) for r, n in zip(ids, lens)]
     drop, keep = Engine(model, max_batch_size=batch), Engine(model, max_batch_size=batch, drop_finished=False)
-    t_drop, t_keep = timed_pair(lambda: drop.generate(reqs), lambda: keep.generate(reqs), warmup, repeats)
-    return {"drop_s": t_drop, "mask_s": t_keep, "speedup": t_keep / t_drop}
+    t_drop, t_keep, speedup = timed_pair(lambda: drop.generate(reqs), lambda: keep.generate(reqs), warmup, repeats)
+    return {"drop_s": t_drop, "mask_s": t_keep, "speedup": speedup}
 
 
 def bench_gpu_mfu(preset: str, batch: int, seq: int, steps: int) -> dict[str, float]:
