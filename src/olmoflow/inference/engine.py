@@ -289,7 +289,7 @@ def _input_major_weights(model: nn.Module) -> Iterator[None]:
     model (e.g. RLVR) never sees the difference.
     """
     weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
-    weights = [w for w in weights if w.device.type == "cpu" and w.dim() == 2 and w.is_contiguous()]
+    weights = [w for w in weights if w.device.type == "cpu" and w.is_contiguous()]
     with torch.no_grad():  # not inference mode: the copies must stay usable by autograd
         for w in weights:
             w.data = w.data.t().contiguous().t()

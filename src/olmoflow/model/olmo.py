@@ -100,7 +100,7 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = x.shape[-1]
-        rows = x.numel() // k if k else 0
+        rows = x.numel() // k
         w = self.weight
         if 2 < rows <= 8 and x.device.type == "cpu" and not torch.is_grad_enabled() and w.is_contiguous():
             return (w @ x.reshape(rows, k).T).T.reshape(*x.shape[:-1], -1)
@@ -323,9 +323,8 @@ class KVCache:
             self.pos["full"][:, self.n] = qpos[:, 0]
             ring[:, self._slot] = qpos[:, 0]
             self._next = self._next + 1
-            kv = self.cfg.n_kv_heads
-            return {"full": decode_bias(self.pos["full"][:, : self.n + 1] >= 0, kv, self.dtype),
-                    "sliding": decode_bias(ring >= 0, kv, self.dtype)}
+            occupied = {"full": self.pos["full"][:, : self.n + 1] >= 0, "sliding": ring >= 0}
+            return {lt: decode_bias(m, self.cfg.n_kv_heads, self.dtype) for lt, m in occupied.items()}
         if valid is None:
             valid = torch.ones_like(qpos, dtype=torch.bool)
         newpos = torch.where(valid, qpos, torch.full_like(qpos, -1))
