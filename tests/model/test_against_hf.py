@@ -116,3 +116,120 @@ def test_hf_config_without_layer_types_uses_transformers_default(tmp_path):
     assert ours.cfg.layer_types == ["sliding", "sliding", "sliding", "full", "sliding", "sliding"]
     ids = _ids(cfg.vocab_size, 2, 30)
     assert (_our_logits(ours, ids) - _hf_logits(hf_model, ids)).abs().max().item() < ATOL
+
+
+# --- config.json variants as released checkpoints write them (transformers 4.x and 5.x styles)
+
+_HF_BASE = dict(
+    vocab_size=256,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    eos_token_id=0,
+    pad_token_id=1,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=False,
+    attention_bias=False,
+)
+_OLMO3_LAYERS = dict(sliding_window=8, layer_types=["sliding_attention"] * 3 + ["full_attention"])
+
+
+def _hf_base(model_type: str, **kw) -> dict:
+    extra = _OLMO3_LAYERS if model_type == "olmo3" else {}
+    return dict(_HF_BASE, model_type=model_type, **extra, **kw)
+
+
+def _rope(model_type: str, full: dict, theta: float = 10000.0) -> dict:
+    """rope_parameters as transformers 5.x writes them (per layer type for olmo3)."""
+    full = dict(full, rope_theta=theta)
+    if model_type == "olmo2":
+        return full
+    return {"full_attention": full, "sliding_attention": {"rope_type": "default", "rope_theta": theta}}
+
+
+def _compare_with_rewritten_config(hf_cfg: dict, tmp_path, edit=None, t: int = 64) -> float:
+    """Build transformers' model from ``hf_cfg``, optionally rewrite its config.json (``edit(raw)``), load
+    it with olmoflow and return the max abs logit difference."""
+    hf_model, hf_dir = _hf_model(hf_cfg, tmp_path)
+    if edit is not None:
+        raw = json.loads((hf_dir / "config.json").read_text())
+        edit(raw)
+        (hf_dir / "config.json").write_text(json.dumps(raw))
+    ours = load(hf_dir)
+    ids = _ids(hf_cfg["vocab_size"], 2, t)
+    return (_our_logits(ours, ids) - _hf_logits(hf_model, ids)).abs().max().item()
+
+
+@pytest.mark.parametrize("model_type", ["olmo2", "olmo3"])
+def test_hf_yarn_mscale_sets_attention_factor_like_transformers(model_type, tmp_path):
+    """YaRN with mscale / mscale_all_dim (and no attention_factor): cos/sin scale is their ratio, as in
+    transformers (and DeepSeek-style configs), not the plain 0.1·ln(factor) + 1."""
+    yarn = dict(
+        rope_type="yarn", factor=8.0, original_max_position_embeddings=24, mscale=1.0, mscale_all_dim=0.5
+    )
+    hf_cfg = _hf_base(model_type, max_position_embeddings=192, rope_parameters=_rope(model_type, yarn))
+    assert _compare_with_rewritten_config(hf_cfg, tmp_path) < ATOL
+
+
+def _pop_original(raw: dict) -> None:
+    rp = raw["rope_parameters"]
+    (rp.get("full_attention") or rp).pop("original_max_position_embeddings")
+
+
+def _null_factor(raw: dict) -> None:
+    rp = raw["rope_parameters"]
+    (rp.get("full_attention") or rp)["factor"] = None
+
+
+@pytest.mark.parametrize("model_type", ["olmo2", "olmo3"])
+@pytest.mark.parametrize("case", ["no_original_max", "null_factor"])
+def test_hf_yarn_defaults_follow_transformers(model_type, case, tmp_path):
+    """Optional YaRN keys take transformers' defaults: original_max_position_embeddings absent means
+    max_position_embeddings; factor null means max_position_embeddings / original_max_position_embeddings."""
+    if case == "no_original_max":
+        yarn, max_pos, edit = dict(rope_type="yarn", factor=4.0), 32, _pop_original
+    else:
+        yarn, max_pos, edit = (
+            dict(rope_type="yarn", factor=8.0, original_max_position_embeddings=8),
+            64,
+            _null_factor,
+        )
+    hf_cfg = _hf_base(model_type, max_position_embeddings=max_pos, rope_parameters=_rope(model_type, yarn))
+    assert _compare_with_rewritten_config(hf_cfg, tmp_path, edit) < ATOL
+
+
+def test_hf_olmo3_transformers4_style_config(tmp_path):
+    """An OLMo 3 long-context config.json as transformers 4.57 wrote it for the release: top-level
+    rope_theta, rope_scaling (YaRN with explicit attention_factor) for the full layers only."""
+    yarn = dict(
+        rope_type="yarn",
+        factor=8.0,
+        original_max_position_embeddings=24,
+        beta_fast=32,
+        beta_slow=1,
+        attention_factor=1.2079441541679836,
+    )
+    hf_cfg = _hf_base(
+        "olmo3", max_position_embeddings=192, rope_parameters=_rope("olmo3", yarn, theta=500000.0)
+    )
+
+    def to_4x(raw):
+        raw.pop("rope_parameters")
+        raw.update(rope_theta=500000, rope_scaling=yarn, eos_token_id=[0, 2], pad_token_id=None)
+
+    assert _compare_with_rewritten_config(hf_cfg, tmp_path, to_4x) < ATOL
+
+
+def test_ours_to_hf_olmo3_without_sliding_window(tmp_path):
+    """An OLMo 3 model with only full-attention layers (sliding_window None) exports to a directory
+    transformers can run (its olmo3 code always builds a sliding mask and needs an integer window)."""
+    cfg = ModelConfig(**{**CASES["olmo3_gqa"], "sliding_window": None, "layer_types": ["full"] * 4})
+    ours = Olmo(cfg).eval()
+    _randomize(ours, seed=3)
+    out = export_hf(ours, tmp_path / "export")
+    hf_model = transformers.AutoModelForCausalLM.from_pretrained(out, attn_implementation="sdpa").eval()
+    ids = _ids(cfg.vocab_size, 2, 24, seed=5)
+    assert (_our_logits(ours, ids) - _hf_logits(hf_model, ids)).abs().max().item() < ATOL
+    assert load(out).cfg.layer_types == ["full"] * 4

@@ -48,6 +48,15 @@ def find_tokenizer_dir(model_path: str | Path, explicit: str | None = None) -> P
     raise OlmoflowError(f"{model_dir}: no tokenizer.json next to the model; pass --tokenizer DIR")
 
 
+def _check_device(device: str) -> None:
+    """A one-line error for a device torch does not know or this machine does not have."""
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, ValueError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]
+        raise OlmoflowError(f"--device {device}: not available here ({reason})") from None
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from olmoflow.inference.engine import Engine, GenerationRequest
@@ -56,6 +65,7 @@ def main(argv: list[str]) -> int:
 
     tok = Tok.from_dir(find_tokenizer_dir(args.model, args.tokenizer))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    _check_device(device)
     model = load(args.model, device=device, dtype=_DTYPES[args.dtype] if args.dtype else None)
     if tok.vocab_size > model.cfg.vocab_size:
         raise OlmoflowError(

@@ -3,8 +3,9 @@
 Decoding the whole output after every token costs O(n²); instead each step decodes a short
 window of recent tokens (the approach of vLLM / TGI) and emits the new characters once they form
 complete UTF-8 (byte-level BPE can split a character across tokens). Stop strings are searched
-only around the newly added text; streamed text holds back any tail that could still grow into a
-stop string, so the concatenated stream always equals the final text.
+only around the newly added text, including the complete characters before a split one (so a token
+that completes a stop string stops generation at once); streamed text holds back any tail that
+could still grow into a stop string, so the concatenated stream always equals the final text.
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ class TextStream:
             self._prefix, self._read = self._read, len(self.ids)
             if self.stops:
                 self._find_stop(max(0, old_len - self.max_stop + 1))
+        elif self.stops and len(new_text) > len(prefix_text):
+            # the new text ends inside a character split across tokens: a stop string may already
+            # be complete before that character (then generation stops at this token)
+            complete = new_text[len(prefix_text) :].rstrip("\ufffd")
+            old_len = len(self.text)
+            self.text += complete
+            self._find_stop(max(0, old_len - self.max_stop + 1))
+            if self.stopped_by is None:
+                self.text = self.text[:old_len]
         return self._release(final=self.stopped_by is not None)
 
     def finish(self) -> str:

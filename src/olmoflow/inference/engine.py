@@ -290,13 +290,14 @@ def _input_major_weights(model: nn.Module) -> Iterator[None]:
     """
     weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
     weights = [w for w in weights if w.device.type == "cpu" and w.is_contiguous()]
-    with torch.no_grad():  # not inference mode: the copies must stay usable by autograd
+    # not inference mode (even inside a caller's): the copies must stay usable by autograd
+    with torch.inference_mode(False), torch.no_grad():
         for w in weights:
             w.data = w.data.t().contiguous().t()
     try:
         yield
     finally:
-        with torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad():
             for w in weights:
                 w.data = w.data.contiguous()
 

@@ -8,6 +8,7 @@ Every config field is honoured as written: an explicit ``layer_types`` list, ``s
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -68,20 +69,32 @@ def to_hf_state(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, t
 # --------------------------------------------------------------------------- HF -> ours
 
 
-def _yarn(params: dict, where: str) -> YarnConfig | None:
+def _mscale(factor: float, mscale: float = 1.0) -> float:
+    return 0.1 * mscale * math.log(factor) + 1.0 if factor > 1 else 1.0
+
+
+def _yarn(params: dict, where: str, max_pos: int) -> YarnConfig | None:
+    """YaRN settings from one rope parameter dict, with transformers' defaults for the optional keys."""
     rtype = params.get("rope_type", params.get("type", "default"))
     if rtype in (None, "default"):
         return None
     if rtype != "yarn":
         raise ModelLoadError(f"{where}: rope_type {rtype!r} is not supported (supported: default, yarn)")
-    if "original_max_position_embeddings" not in params:
-        raise ModelLoadError(f"{where}: yarn rope parameters need original_max_position_embeddings")
+    if "factor" not in params:
+        raise ModelLoadError(f"{where}: yarn rope parameters need factor")
+    # transformers: no original length means max_position_embeddings; factor null means their ratio
+    original = int(params.get("original_max_position_embeddings") or max_pos)
+    factor = float(params["factor"]) if params["factor"] is not None else max_pos / original
+    attention_factor = params.get("attention_factor")
+    mscale, mscale_all_dim = params.get("mscale"), params.get("mscale_all_dim")
+    if attention_factor is None and mscale and mscale_all_dim:
+        attention_factor = _mscale(factor, mscale) / _mscale(factor, mscale_all_dim)
     return YarnConfig(
-        factor=float(params["factor"]),
+        factor=factor,
         beta_fast=float(params.get("beta_fast") or 32.0),
         beta_slow=float(params.get("beta_slow") or 1.0),
-        original_max_seq_len=int(params["original_max_position_embeddings"]),
-        attention_factor=params.get("attention_factor"),
+        original_max_seq_len=original,
+        attention_factor=attention_factor,
         truncate=bool(params.get("truncate", True)),
     )
 
@@ -98,8 +111,22 @@ def config_from_hf(hf: dict, source: Path | str = "config.json") -> ModelConfig:
         raise ModelLoadError(f"{source}: attention_bias=true is not part of the OLMo architecture")
     if hf.get("tie_word_embeddings"):
         raise ModelLoadError(f"{source}: tie_word_embeddings=true is not supported (OLMo unties them)")
+    if hf.get("hidden_act", "silu") not in ("silu", "swish"):
+        raise ModelLoadError(f"{source}: hidden_act {hf['hidden_act']!r} is not supported (OLMo uses silu)")
+    nulls = [k for k in (*_REQUIRED, "max_position_embeddings", "rms_norm_eps") if k in hf and hf[k] is None]
+    if nulls:
+        raise ModelLoadError(f"{source}: {nulls[0]} must be a number, got null")
+    try:
+        return _config_from_hf(hf, mt, source)
+    except (ValueError, TypeError) as e:
+        raise ModelLoadError(f"{source}: invalid config: {str(e).splitlines()[0]}") from None
+
+
+def _config_from_hf(hf: dict, mt: str, source: Path | str) -> ModelConfig:
     n_layers = int(hf["num_hidden_layers"])
-    theta = float(hf.get("rope_theta", 10000.0 if mt == "olmo2" else 500000.0))
+    max_pos = int(hf.get("max_position_embeddings", 2048))  # transformers' default for olmo2 and olmo3
+    theta = hf.get("rope_theta")  # null as absent, like transformers (rope_parameters may carry it)
+    theta = float(theta if theta is not None else 10000.0 if mt == "olmo2" else 500000.0)
     rp = hf.get("rope_parameters")
     full_params: dict = {}
     slide_params: dict = {}
@@ -110,6 +137,12 @@ def config_from_hf(hf: dict, source: Path | str = "config.json") -> ModelConfig:
         full_params = dict(rp)
     if hf.get("rope_scaling"):
         full_params = {**full_params, **hf["rope_scaling"]}
+    for params in (hf, full_params, slide_params):
+        prf = params.get("partial_rotary_factor")
+        if prf is not None and float(prf) != 1.0:
+            raise ModelLoadError(
+                f"{source}: partial_rotary_factor {prf} is not supported (OLMo rotates whole heads)"
+            )
     theta_full = float(full_params.get("rope_theta", theta))
     theta_slide = float(slide_params.get("rope_theta", theta))
     if mt == "olmo3":
@@ -126,39 +159,43 @@ def config_from_hf(hf: dict, source: Path | str = "config.json") -> ModelConfig:
     eos = hf.get("eos_token_id")
     if isinstance(eos, list):
         eos = eos[0] if eos else None
-    try:
-        return ModelConfig(
-            name=hf.get("_name_or_path") or f"hf-{mt}",
-            flavor=mt,
-            vocab_size=int(hf["vocab_size"]),
-            d_model=int(hf["hidden_size"]),
-            n_layers=n_layers,
-            n_heads=int(hf["num_attention_heads"]),
-            n_kv_heads=int(hf.get("num_key_value_heads") or hf["num_attention_heads"]),
-            head_dim=hf.get("head_dim"),
-            mlp_hidden=int(hf["intermediate_size"]),
-            max_seq_len=int(hf.get("max_position_embeddings", 4096)),
-            rope_theta=theta_full,
-            rope_theta_sliding=theta_slide if theta_slide != theta_full else None,
-            rms_eps=float(hf.get("rms_norm_eps", 1e-5)),
-            sliding_window=window if "sliding" in layer_types else (window or None),
-            layer_types=layer_types,
-            rope_scaling=_yarn(full_params, f"{source}: rope (full layers)"),
-            rope_scaling_sliding=_yarn(slide_params, f"{source}: rope (sliding layers)") if slide_params else None,
-            init_std=float(hf.get("initializer_range", 0.02)),
-            eos_token_id=eos if eos is not None else 0,
-            pad_token_id=hf.get("pad_token_id") if hf.get("pad_token_id") is not None else 0,
-            bos_token_id=hf.get("bos_token_id"),
-        )
-    except (ValueError, TypeError) as e:
-        raise ModelLoadError(f"{source}: invalid config: {str(e).splitlines()[0]}") from None
+    return ModelConfig(
+        name=hf.get("_name_or_path") or f"hf-{mt}",
+        flavor=mt,
+        vocab_size=int(hf["vocab_size"]),
+        d_model=int(hf["hidden_size"]),
+        n_layers=n_layers,
+        n_heads=int(hf["num_attention_heads"]),
+        n_kv_heads=int(hf.get("num_key_value_heads") or hf["num_attention_heads"]),
+        head_dim=hf.get("head_dim"),
+        mlp_hidden=int(hf["intermediate_size"]),
+        max_seq_len=max_pos,
+        rope_theta=theta_full,
+        rope_theta_sliding=theta_slide if theta_slide != theta_full else None,
+        rms_eps=float(hf.get("rms_norm_eps", 1e-5)),
+        sliding_window=window if "sliding" in layer_types else (window or None),
+        layer_types=layer_types,
+        rope_scaling=_yarn(full_params, f"{source}: rope (full layers)", max_pos),
+        rope_scaling_sliding=(
+            _yarn(slide_params, f"{source}: rope (sliding layers)", max_pos) if slide_params else None
+        ),
+        init_std=float(hf.get("initializer_range", 0.02)),
+        eos_token_id=eos if eos is not None else 0,
+        pad_token_id=hf.get("pad_token_id") if hf.get("pad_token_id") is not None else 0,
+        bos_token_id=hf.get("bos_token_id"),
+    )
 
 
 def _hf_weight_files(d: Path) -> list[Path]:
     index = d / "model.safetensors.index.json"
     if index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [d / f for f in files]
+        try:
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            return [d / f for f in files]
+        except (ValueError, KeyError, TypeError, AttributeError):  # ValueError covers invalid JSON
+            raise ModelLoadError(
+                f"{index}: not a valid index (needs a weight_map of tensor name -> file)"
+            ) from None
     single = d / "model.safetensors"
     if single.is_file():
         return [single]
@@ -233,12 +270,15 @@ def config_to_hf(cfg: ModelConfig, dtype: str = "float32") -> dict:
         slide = _rope_params(cfg.rope_theta_sliding or cfg.rope_theta, cfg.rope_scaling_sliding)
         hf["rope_parameters"] = {"full_attention": full, "sliding_attention": slide}
         hf["layer_types"] = [_TYPE_TO_HF[t] for t in cfg.layer_types]
-        hf["sliding_window"] = cfg.sliding_window
+        # transformers' olmo3 builds a sliding mask even with no sliding layer: it needs a number here
+        hf["sliding_window"] = cfg.sliding_window or cfg.max_seq_len
     else:
         if cfg.rope_scaling_sliding is not None or "sliding" in cfg.layer_types:
             raise OlmoflowError("olmo2 has no sliding-window layers; use flavor olmo3")
         hf["rope_parameters"] = full
     hf["rope_theta"] = cfg.rope_theta
+    if cfg.rope_scaling is not None:  # YaRN as transformers 4.x and vLLM read it (full layers only)
+        hf["rope_scaling"] = {k: v for k, v in full.items() if k != "rope_theta"}
     return hf
 
 

@@ -107,10 +107,10 @@ def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtyp
         state = state_from_hf(d, cfg)
     with torch.device("meta"):
         model = Olmo(cfg, init=False)
+    if dtype is not None:  # materialize in the target dtype: no float32 copy of a bf16 checkpoint
+        model = model.to(dtype)
     model = model.to_empty(device="cpu")
     _load_state(model, state, d)
-    if dtype is not None:
-        model = model.to(dtype)
     return model.to(device).eval()
 
 

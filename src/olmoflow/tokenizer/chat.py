@@ -141,8 +141,10 @@ def _arguments(args: Any) -> Any:
 def render_tool_calls(tool_calls: Sequence[Mapping[str, Any]]) -> str:
     """``<function_calls>name(a=1, b="x")\\n...</function_calls>`` for OpenAI-style tool calls."""
     lines = []
-    for call in tool_calls:
-        fn = call["function"] if "function" in call else call
+    for i, call in enumerate(tool_calls):
+        fn = call.get("function", call) if isinstance(call, Mapping) else None
+        if not isinstance(fn, Mapping):
+            raise OlmoflowError(f"tool call {i}: expected a mapping with a 'name', got {call!r:.80}")
         args = _arguments(fn.get("arguments"))
         if isinstance(args, Mapping):
             inner = ", ".join(f"{key}={_dumps(value)}" for key, value in args.items())
@@ -169,6 +171,14 @@ def chat_segments(
     calls and the closing ``<|im_end|>``): the tokens SFT trains on. These are exactly the spans
     transformers reports for the ``{% generation %}`` blocks of :data:`CHAT_TEMPLATE`.
     """
+    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
+        raise OlmoflowError(f"chat: expected a list of messages, got {type(messages).__name__}")
+    if tools is not None:
+        if isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Sequence):
+            raise OlmoflowError(f"chat: expected a list of tools, got {type(tools).__name__}")
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, Mapping):
+                raise OlmoflowError(f"chat tool {i}: expected a mapping (a function spec), got {tool!r:.80}")
     out: list[tuple[str, bool]] = []
     first = 0
     if tools:
@@ -191,7 +201,10 @@ def chat_segments(
             text += f"<think>{reasoning}</think>"
         text += _content(message.get("content"))
         if message.get("tool_calls"):
-            text += render_tool_calls(message["tool_calls"])
+            try:
+                text += render_tool_calls(message["tool_calls"])
+            except OlmoflowError as e:
+                raise OlmoflowError(f"chat message {index}: {e}") from None
         elif isinstance(message.get("function_calls"), str):
             text += CALLS_START + message["function_calls"] + CALLS_END
         out.append((text + IM_END, True))

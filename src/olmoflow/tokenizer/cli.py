@@ -47,7 +47,13 @@ def main(argv: list[str]) -> int:
         from olmoflow.tokenizer.tok import Tok
 
         tok = Tok.from_dir(args.tokenizer)
-        text = args.text if args.text is not None else sys.stdin.read()
+        if args.text is not None:
+            text = args.text
+        else:
+            try:
+                text = sys.stdin.read()
+            except UnicodeDecodeError as e:
+                raise OlmoflowError(f"stdin: not UTF-8 text ({e.reason})") from None
         ids = tok.encode(text)
         if args.pieces:
             for i in ids:

@@ -8,7 +8,7 @@
   metadata files skipped), sorted by path. A curate output directory (``documents/`` next to
   ``stats.json``) means its ``documents/``.
 
-Bad JSONL lines (malformed JSON, missing or non-string ``text``, invalid UTF-8) are not fatal: they
+Bad JSONL lines (malformed JSON, missing or non-string ``text``, invalid UTF-8, lone surrogates) are not fatal: they
 are counted and returned as quarantine records with file, line and reason.
 """
 
@@ -122,20 +122,29 @@ def _jsonl(path: Path, f: BinaryIO, stats: CorpusStats) -> Iterator[str]:
             reason = "missing_text" if not isinstance(obj, dict) or "text" not in obj else "text_not_string"
             stats.quarantined.append({"file": str(path), "line": lineno, "reason": reason})
             continue
+        try:  # JSON may escape a lone surrogate ("\ud800"): not Unicode text, cannot be UTF-8 encoded
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            reason = f"invalid_unicode (lone surrogate at character {e.start})"
+            stats.quarantined.append({"file": str(path), "line": lineno, "reason": reason})
+            continue
         if text:
             yield text
 
 
 def _paragraphs(path: Path, f: BinaryIO, stats: CorpusStats) -> Iterator[str]:
     buf: list[str] = []
+    has_text = False  # buf holds a non-blank line
     for lineno, raw in enumerate(f, start=1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise OlmoflowError(f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte {e.start})") from None
         buf.append(line)
-        if not line.strip() and any(b.strip() for b in buf):
+        if line.strip():
+            has_text = True
+        elif has_text:
             yield "".join(buf)
-            buf = []
+            buf, has_text = [], False
     if buf:
         yield "".join(buf)

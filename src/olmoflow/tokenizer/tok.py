@@ -25,6 +25,19 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         raise OlmoflowError(f"{file}: not a valid tokenizer.json ({str(e).splitlines()[0]})") from None
 
 
+def _check_unicode(texts: Sequence[object]) -> None:
+    """OlmoflowError naming the first string with a lone surrogate (``tokenizers`` says only TypeError)."""
+    for i, text in enumerate(texts):
+        if isinstance(text, str):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:
+                where = f"text {i}" if len(texts) > 1 else "text"
+                raise OlmoflowError(
+                    f"{where} is not valid Unicode: lone surrogate {text[e.start]!r} at character {e.start}"
+                ) from None
+
+
 class Tok:
     """Encode/decode without surprises: no BOS/EOS added, special tokens kept on decode.
 
@@ -66,11 +79,20 @@ class Tok:
         return tid
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
+        try:
+            return self.tokenizer.encode(text, add_special_tokens=False).ids
+        except TypeError:
+            _check_unicode([text])
+            raise
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Encode many texts in parallel (Rust threads)."""
-        return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+        texts = list(texts)
+        try:
+            return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+        except TypeError:
+            _check_unicode(texts)
+            raise
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)

@@ -106,6 +106,9 @@ def train_tokenizer(
         raise OlmoflowError("no input paths given")
     files = resolve_inputs([Path(p) for p in inputs])
     out_dir = Path(out_dir)
+    blocker = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():  # fail now, not after hours of training
+        raise OlmoflowError(f"cannot write tokenizer to {out_dir}: {blocker} is not a directory")
     console = Console(stderr=True, quiet=quiet)
 
     stats = CorpusStats()
@@ -141,7 +144,14 @@ def train_tokenizer(
         tok.train_from_iterator(counted, trainer=trainer)
         progress.update(task, completed=total_bytes, docs=stats.n_docs)
     if counted.n == 0:
-        raise OlmoflowError(f"empty corpus: no text found in {', '.join(str(p) for p in inputs)}")
+        message = f"empty corpus: no text found in {', '.join(str(p) for p in inputs)}"
+        if stats.quarantined:
+            first = stats.quarantined[0]
+            message += (
+                f" ({len(stats.quarantined)} bad record(s) skipped, e.g. "
+                f"{first['file']}:{first['line']}: {first['reason']})"
+            )
+        raise OlmoflowError(message)
     # The trainer registers special tokens as special; markup tokens must stay non-special.
     tok = _fix_added_tokens(tok)
 
