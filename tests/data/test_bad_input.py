@@ -122,3 +122,22 @@ def test_unknown_executor_is_a_user_error(tmp_path):
     write_jsonl(tmp_path / "a.jsonl", [{"id": "1", "text": "hello"}])
     with pytest.raises(OlmoflowError, match="unknown executor 'spark'"):
         curate(tmp_path / "a.jsonl", tmp_path / "out", recipe=RECIPE, executor="spark", quiet=True)
+
+
+def test_lone_surrogate_escape_is_quarantined_not_a_crash(tmp_path):
+    """JSON may escape a lone surrogate ("\\ud800"): not Unicode, cannot be UTF-8 encoded or hashed."""
+    src = tmp_path / "in.jsonl"
+    with open(src, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"id": "g0", "text": "good document zero"}) + "\n")
+        f.write('{"id": "s1", "text": "bad \\ud800 text"}\n')
+        f.write('{"id": "s2", "text": "fine text", "metadata": {"title": "x\\udfff"}}\n')
+        f.write('{"id": "pair", "text": "emoji \\ud83d\\ude00 is a valid pair"}\n')
+    out = tmp_path / "out"
+    stats = curate(src, out, recipe=RECIPE, workers=1, quiet=True)
+    acc = stats["accounting"]
+    assert acc["balanced"] and acc["kept"] == 2 and acc["quarantined"] == 2
+    assert acc["quarantined_by_reason"] == {"invalid_unicode": 2}
+    assert set(read_out(out)) == {"g0", "pair"}
+    q = sorted(_quarantine(out), key=lambda r: r["line"])
+    assert [r["line"] for r in q] == [2, 3]
+    assert "text" in q[0]["reason"] and "metadata.title" in q[1]["reason"]

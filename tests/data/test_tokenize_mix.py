@@ -98,3 +98,26 @@ def test_cli_tokenize_and_mix(corpus, tmp_path, capsys):
     assert main(["mix", "--input", f"code={tmp_path / 't'}", "--output", str(tmp_path / "x"),
                  "--ratios", "code=1,web=2", "--total-tokens", "10", "--quiet"]) == 1
     assert "no input for source(s) ['web']" in capsys.readouterr().err
+
+
+def test_tokenize_quarantines_and_counts_bad_records(corpus, tmp_path, capsys):
+    """A lone surrogate escape ("\\ud800") or a malformed line is skipped with a reason and counted."""
+    from olmoflow.cli import main
+
+    src = tmp_path / "bad.jsonl"
+    with open(src, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"id": "a", "text": "def f(x):\n    return x\n", "source": "code"}) + "\n")
+        f.write('{"id": "b", "text": "lone \\ud800 surrogate", "source": "code"}\n')
+        f.write('{"id": "c", "text": "no closing brace"\n')
+        f.write(json.dumps({"id": "d", "title": "no text"}) + "\n")
+        f.write(json.dumps({"id": "e", "text": "def g(y):\n    return y\n", "source": "code"}) + "\n")
+    assert main(["tokenize", "--input", str(src), "--tokenizer", str(corpus["tok_dir"]),
+                 "--output", str(tmp_path / "t"), "--workers", "1", "--quiet"]) == 0
+    assert "skipped 3 bad input records" in capsys.readouterr().err
+    meta = json.loads((tmp_path / "t" / "meta.json").read_text())
+    assert meta["n_docs"] == 2 and meta["quarantined"] == 3
+    assert meta["quarantined_by_reason"] == {"invalid_unicode": 1, "malformed_json": 1, "missing_text": 1}
+    recs = [json.loads(x) for x in (tmp_path / "t" / "quarantine.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["reason"].split(" ")[0]) for r in recs] == [
+        (2, "invalid_unicode"), (3, "malformed_json"), (4, "missing_text")]
+    assert all(r["file"] == str(src) for r in recs)

@@ -29,3 +29,18 @@ def test_greedy_matches_transformers_generate(name, model_maker, tmp_path):
     [ours] = generate(model, [prompt], max_new_tokens=n, stop_token_ids=[eos])
     assert ours.token_ids == theirs
     assert len(set(theirs)) > 3  # a non-degenerate continuation
+
+
+def test_export_stops_transformers_generate_at_end_of_turn(model_maker, tiny_tok_dir, tmp_path):
+    """With a tokenizer, the export's generation_config stops at <|im_end|> as well as <|endoftext|>."""
+    from olmoflow.tokenizer.tok import Tok
+
+    model = model_maker("olmo3_gqa", seed=4)
+    tok = Tok.from_dir(tiny_tok_dir)
+    im_end, eot = tok.token_id("<|im_end|>"), tok.token_id("<|endoftext|>")
+    out = export_hf(model, tmp_path / "hf", tokenizer_dir=tiny_tok_dir)
+    gen = transformers.GenerationConfig.from_pretrained(out)
+    expected = [model.cfg.eos_token_id] + [i for i in (im_end, eot) if i != model.cfg.eos_token_id]
+    assert gen.eos_token_id == expected and im_end in expected
+    assert export_hf(model, tmp_path / "bare").joinpath("generation_config.json").read_text().count("eos") == 1
+    assert transformers.GenerationConfig.from_pretrained(tmp_path / "bare").eos_token_id == model.cfg.eos_token_id

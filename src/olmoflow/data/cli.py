@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from olmoflow.errors import OlmoflowError
@@ -96,6 +97,10 @@ def tokenize_main(argv: list[str]) -> int:
 
     meta = tokenize(args.input, args.tokenizer, args.output, workers=args.workers, quiet=args.quiet)
     print(f"tokenized {meta['n_docs']} docs, {meta['n_tokens']} tokens -> {args.output}")
+    if meta["quarantined"]:
+        reasons = ", ".join(f"{k}: {v}" for k, v in meta["quarantined_by_reason"].items())
+        print(f"skipped {meta['quarantined']} bad input records ({reasons}); see "
+              f"{Path(args.output) / 'quarantine.jsonl'}", file=sys.stderr)
     return 0
 
 

@@ -47,6 +47,28 @@ def _quarantine(file: str, line: int | None, reason: str, raw: Any = None) -> di
     return rec
 
 
+def _lone_surrogate(obj: Any, where: str = "") -> str | None:
+    """Key path of the first string (or key) in a parsed JSON value holding a lone surrogate, else None."""
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return f"{where or 'value'} at character {e.start}"
+        return None
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            path = f"{where}.{k}" if where else str(k)
+            bad = _lone_surrogate(k, path + " (key)") or _lone_surrogate(v, path)
+            if bad is not None:
+                return bad
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            bad = _lone_surrogate(v, f"{where}.{i}" if where else str(i))
+            if bad is not None:
+                return bad
+    return None
+
+
 def check_doc(obj: Any, file: str, line: int | None) -> Record:
     """Validate one parsed record as a Dolma document; returns (doc, None) or (None, quarantine)."""
     if not isinstance(obj, dict):
@@ -98,6 +120,11 @@ def read_jsonl(path: str | Path, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> 
                 except json.JSONDecodeError as e:
                     yield None, _quarantine(name, lineno, f"malformed_json ({e.msg})", line[:200])
                     continue
+                if "\\u" in line:  # a JSON escape may encode a lone surrogate: not Unicode, cannot be written
+                    bad = _lone_surrogate(obj)
+                    if bad is not None:
+                        yield None, _quarantine(name, lineno, f"invalid_unicode (lone surrogate in {bad})", line[:200])
+                        continue
                 yield check_doc(obj, name, lineno)
     except (OSError, EOFError, ValueError) as e:
         yield None, _quarantine(name, lineno + 1 if lineno else None, f"unreadable_file ({type(e).__name__}: {e})")

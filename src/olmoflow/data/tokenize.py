@@ -3,6 +3,8 @@
 Each input file is one task; its documents are split by ``source`` and written as
 ``<source>-<file index>.bin`` (headerless uint16/uint32, EOS after every document) plus
 ``.idx.npy`` (int64 document start offsets). Output bytes do not depend on the worker count.
+Bad input records (malformed JSON, missing text, invalid UTF-8 or Unicode, ...) are skipped, counted
+in ``meta.json`` (``quarantined``, ``quarantined_by_reason``) and listed in ``quarantine.jsonl``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from olmoflow.data.documents import iter_docs, list_doc_files
+from olmoflow.data.documents import dumps, list_doc_files, read_jsonl, read_parquet
 from olmoflow.errors import OlmoflowError
 
 FORMAT = "olmoflow-tokens-v1"
@@ -63,7 +65,8 @@ def write_shard(path_bin: Path, docs_tokens: list[np.ndarray], dtype: np.dtype) 
     return int(idx[-1]), len(docs_tokens)
 
 
-def _tokenize_file(args: tuple[str, int, str, str, int]) -> list[dict[str, Any]]:
+def _tokenize_file(args: tuple[str, int, str, str, int]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Tokenize one document file; returns (shards written, quarantine records of its bad input)."""
     path, file_index, tok_dir, out_dir, batch_size = args
     tok, eos = load_tokenizer(tok_dir)
     dtype = dtype_for(tok.get_vocab_size())
@@ -76,7 +79,12 @@ def _tokenize_file(args: tuple[str, int, str, str, int]) -> list[dict[str, Any]]
             by_source.setdefault(src, []).append(np.array([*enc.ids, eos], dtype=np.int64))
         batch.clear()
 
-    for d in iter_docs(path):
+    quarantined: list[dict[str, Any]] = []
+    reader = read_parquet(path) if path.endswith(".parquet") else read_jsonl(path)
+    for d, bad in reader:
+        if d is None:
+            quarantined.append(bad)  # type: ignore[arg-type]
+            continue
         batch.append((str(d.get("source") or "default"), d["text"]))
         if len(batch) >= batch_size:
             flush()
@@ -88,7 +96,7 @@ def _tokenize_file(args: tuple[str, int, str, str, int]) -> list[dict[str, Any]]
         name = f"{safe}-{file_index:05d}.bin"
         n_tok, n_docs = write_shard(Path(out_dir) / name, by_source[src], dtype)
         shards.append({"path": name, "source": src, "n_tokens": n_tok, "n_docs": n_docs})
-    return shards
+    return shards, quarantined
 
 
 def write_meta(out: Path, shards: list[dict[str, Any]], vocab_size: int, eos: int, tokenizer: str,
@@ -121,7 +129,7 @@ def tokenize(
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     args = [(str(f), i, str(tokenizer_dir), str(out), batch_size) for i, f in enumerate(files)]
-    results: list[list[dict[str, Any]]] = []
+    results: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
     from olmoflow.data.executors import _mp_context, _progress
 
     with _progress(quiet) as prog:
@@ -137,8 +145,21 @@ def tokenize(
                     results.append(r)
                     if prog:
                         prog.advance(task)
-    shards = [s for r in results for s in r]
-    return write_meta(out, shards, tok.get_vocab_size(), eos, str(tokenizer_dir))
+    shards = [s for r, _ in results for s in r]
+    bad = [q for _, qs in results for q in qs]
+    by_reason: dict[str, int] = {}
+    for q in bad:
+        k = q["reason"].split(" ")[0]
+        by_reason[k] = by_reason.get(k, 0) + 1
+    qpath = out / "quarantine.jsonl"
+    if bad:
+        tmp = qpath.with_name(qpath.name + ".tmp")
+        tmp.write_text("".join(dumps(q) + "\n" for q in bad), encoding="utf-8")
+        os.replace(tmp, qpath)
+    else:
+        qpath.unlink(missing_ok=True)
+    extra = {"quarantined": len(bad), "quarantined_by_reason": dict(sorted(by_reason.items()))}
+    return write_meta(out, shards, tok.get_vocab_size(), eos, str(tokenizer_dir), extra)
 
 
 class TokenDataset:

@@ -19,6 +19,7 @@ from olmoflow.errors import OlmoflowError
 from olmoflow.model.config import ModelConfig, YarnConfig
 from olmoflow.model.io import ModelLoadError, find_model_dir, read_safetensors
 from olmoflow.model.olmo import Olmo
+from olmoflow.tokenizer.special import STOP_TOKENS
 
 SUPPORTED = {"olmo2": "Olmo2ForCausalLM", "olmo3": "Olmo3ForCausalLM"}
 _REQUIRED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
@@ -302,10 +303,7 @@ def export_hf(
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     cfg = model.cfg
     (out / "config.json").write_text(json.dumps(config_to_hf(cfg, dtype), indent=2) + "\n")
-    gen = {"eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id}
-    if cfg.bos_token_id is not None:
-        gen["bos_token_id"] = cfg.bos_token_id
-    (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
+    eos = [cfg.eos_token_id]
     if tokenizer_dir is not None:
         tdir = Path(tokenizer_dir)
         if not (tdir / "tokenizer.json").is_file():
@@ -313,7 +311,23 @@ def export_hf(
         for name in _TOKENIZER_FILES:
             if (tdir / name).is_file():
                 shutil.copyfile(tdir / name, out / name)
+        eos += _stop_token_ids(tdir / "tokenizer.json", exclude=eos)
+    # transformers' generate and vLLM stop at any of these: with the chat template, an assistant turn
+    # ends with <|im_end|>, not <|endoftext|>
+    gen = {"eos_token_id": eos if len(eos) > 1 else eos[0], "pad_token_id": cfg.pad_token_id}
+    if cfg.bos_token_id is not None:
+        gen["bos_token_id"] = cfg.bos_token_id
+    (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
     return out
+
+
+def _stop_token_ids(tokenizer_json: Path, exclude: list[int]) -> list[int]:
+    """Ids of the end-of-turn / end-of-text tokens this tokenizer has, other than ``exclude``."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    ids = [tok.token_to_id(t) for t in STOP_TOKENS]
+    return [i for i in ids if i is not None and i not in exclude]
 
 
 def import_hf(hf_dir: str | Path, out_dir: str | Path) -> Path:
