@@ -73,6 +73,9 @@ def test_oversized_line_is_skipped_without_loading_it(tmp_path):
         ({"steps": [{"step": "minhash_dedup", "jaccard_threshold": -0.1}]}, "steps.0.jaccard_threshold"),
         ({"steps": [{"step": "pii", "emial": True}]}, "steps.0.emial"),
         ({"steps": [{"step": "normalize"}], "sed": 1}, "sed"),
+        ({"steps": [{"step": "langid", "language": "ENGLSH"}]}, "steps.0.language"),
+        ({"steps": [{"step": "normalize"}, {"step": "langid", "languages": ["KLINGON"]}]}, "steps.1.languages"),
+        ({"steps": [{"step": "normalize", "form": "NFX"}]}, "steps.0.form"),
     ],
 )
 def test_invalid_recipe_fails_before_any_work(tmp_path, recipe, key):
@@ -141,3 +144,18 @@ def test_lone_surrogate_escape_is_quarantined_not_a_crash(tmp_path):
     q = sorted(_quarantine(out), key=lambda r: r["line"])
     assert [r["line"] for r in q] == [2, 3]
     assert "text" in q[0]["reason"] and "metadata.title" in q[1]["reason"]
+
+
+@pytest.mark.parametrize("eval_line", [None, '{"id": "q1", "question": "unterminated\n'])
+def test_bad_eval_file_in_recipe_fails_before_any_document_is_read(tmp_path, eval_line):
+    from olmoflow.errors import OlmoflowError
+
+    write_jsonl(tmp_path / "a.jsonl", [{"id": "1", "text": "hello"}])
+    ev = tmp_path / "eval.jsonl"
+    if eval_line is not None:
+        ev.write_text(eval_line)
+    recipe = {"steps": [{"step": "normalize"}, {"step": "decontaminate", "eval_files": [str(ev)]}]}
+    out = tmp_path / "out"
+    with pytest.raises(OlmoflowError, match="eval.jsonl"):
+        curate(tmp_path / "a.jsonl", out, recipe=recipe, workers=1, quiet=True)
+    assert not (out / "quarantine").exists() and not (out / "documents").exists()

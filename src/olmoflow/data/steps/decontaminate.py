@@ -200,6 +200,10 @@ class Decontaminate(Step):
 
     Config = DecontaminateConfig
 
+    def prepare(self, workdir: str) -> None:
+        """Driver-side: a missing or malformed eval file fails before any document is read."""
+        load_eval_items(self.cfg.eval_files)  # type: ignore[attr-defined]
+
     def setup(self) -> None:
         c: DecontaminateConfig = self.cfg  # type: ignore[assignment]
         self.index = EvalIndex(load_eval_items(c.eval_files), c.ngram, c.short_item_words, c.mode)

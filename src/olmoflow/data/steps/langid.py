@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from olmoflow.data.steps.base import Doc, Filter, StepConfig, set_attr
 from olmoflow.errors import require
@@ -18,6 +18,19 @@ class LangIdConfig(StepConfig):
     )
     low_accuracy: bool = True
     max_chars: int = Field(default=2000, ge=50, description="score only the first N characters")
+
+    @field_validator("language", "languages")
+    @classmethod
+    def _known(cls, v: str | list[str]) -> str | list[str]:
+        """Unknown language names fail while the recipe is validated, not in a worker mid-run."""
+        try:
+            import lingua
+        except ImportError:  # setup() reports the missing extra
+            return v
+        for name in [v] if isinstance(v, str) else v:
+            if not hasattr(lingua.Language, name.upper()):
+                raise ValueError(f"unknown language {name!r} (lingua names, e.g. ENGLISH, GERMAN)")
+        return v
 
 
 class LangId(Filter):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Literal
 
 from olmoflow.data.steps.base import Context, Doc, Step, StepConfig, set_attr
 
@@ -15,7 +16,7 @@ _BLANKS = re.compile(r"\n{3,}")
 
 
 class NormalizeConfig(StepConfig):
-    form: str = "NFC"
+    form: Literal["NFC", "NFD", "NFKC", "NFKD", ""] = "NFC"  # "" skips Unicode normalisation
     strip_control: bool = True
     collapse_whitespace: bool = True
     max_blank_lines: int = 2
