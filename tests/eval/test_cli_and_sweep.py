@@ -120,3 +120,18 @@ def test_sweep_reads_real_training_checkpoints(toy_tok, tmp_path):
     sweep = json.loads((run / "eval" / "sweep.json").read_text())
     assert [c["step"] for c in sweep["checkpoints"]] == [1, 2, 3, 4, 5]
     assert (run / "eval" / "sweep.png").is_file()
+
+
+def test_checkpoint_sweep_honours_max_length(toy_tok, tmp_path):
+    """`--max-length` (like `--device`) applies to a `--checkpoints` sweep too, not only to `--model`."""
+    run = make_toy_run(tmp_path / "run", toy_tok, steps=[0, 10])
+    ppl = tmp_path / "heldout.jsonl"
+    ppl.write_text(json.dumps({"text": "Rocks are hard. The sun is a star. " * 4, "source": "web"}) + "\n")
+    bpb = []
+    for extra, out in (([], "full.json"), (["--max-length", "4"], "short.json")):
+        assert olmoflow(["eval", "--checkpoints", str(run), "--tasks", f"ppl:{ppl}", "--quiet",
+                         "--out", str(tmp_path / out), *extra]) == 0
+        sweep = json.loads((tmp_path / out).read_text())
+        bpb.append([c["metrics"][f"ppl:{ppl.name}/bits_per_byte"] for c in sweep["checkpoints"]])
+    assert sweep["max_length"] == 4
+    assert bpb[0] != bpb[1]  # a 4-token window scores the document differently

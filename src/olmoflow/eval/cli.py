@@ -50,7 +50,8 @@ def main(argv: list[str]) -> int:
         from olmoflow.eval.sweep import sweep_checkpoints
 
         sweep_checkpoints(args.checkpoints, tasks, limit=args.limit, batch_size=args.batch_size, out=args.out,
-                          quiet=args.quiet, seed=args.seed, tokenizer=args.tokenizer, share_prefix=args.share_prefix)
+                          quiet=args.quiet, seed=args.seed, tokenizer=args.tokenizer, share_prefix=args.share_prefix,
+                          max_length=args.max_length, device=args.device)
         return 0
     from olmoflow.eval.evaluator import evaluate
 

