@@ -79,7 +79,31 @@ def test_packed_mode_with_validation(tmp_path):
     out = pretrain(cfg, quiet=True)
     recs = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert [("val_loss" in r) for r in recs] == [False, True, False, True]
+    # the last update runs at the end of the cosine: final_lr_ratio (0.1) × peak (3e-3)
+    assert [r["lr"] for r in recs][::3] == pytest.approx([1.5e-3, 3e-4])
     assert 5.5 < out["val_loss"] < 7.0
+
+
+def test_validation_sequences_cover_every_val_source(tmp_path):
+    """Validation uses the first eval_batches × micro_batch sequences of a fixed (seeded) order over
+    all val sources, not the first sequences of the alphabetically first source."""
+    from olmoflow.train import distributed as D
+    from olmoflow.train.trainer import Trainer
+
+    data = write_token_dataset(tmp_path / "tok", {"web": random_docs(40, 0)})
+    val = write_token_dataset(tmp_path / "val", {"arxiv": random_docs(100, 5), "web": random_docs(100, 6)})
+    cfg = _cfg(tmp_path, data, eval_batches=4, data={"paths": [str(data)], "val_paths": [str(val)]})
+    samplers = []
+    for seed in (0, 1):
+        t = Trainer(TrainConfig.model_validate({**cfg.model_dump(), "seed": seed, "run_dir": str(tmp_path / f"r{seed}")}),
+                    D.init_distributed(), quiet=True)
+        t.log.close()
+        samplers.append(t.val_sampler)
+    sampler, other = samplers
+    n = cfg.eval_batches * cfg.micro_batch
+    assert {sampler.source_of(0, i) for i in range(n)} == {"arxiv", "web"}
+    first = [sampler.get(0, i)["input_ids"].tolist() for i in range(n)]
+    assert first == [other.get(0, i)["input_ids"].tolist() for i in range(n)]  # same val set for any seed
 
 
 def test_exact_resume_after_sigkill_is_bit_identical(tmp_path):
@@ -161,6 +185,10 @@ def test_dry_run_prints_plan_without_training(tmp_path, capsys):
     assert rc == 0 and plan["accum_steps"] == 4 and plan["steps"] == 6 and plan["total_tokens"] == 6 * 256
     assert plan["parameters"] > 0 and plan["memory_per_gpu_bf16"]["total_gib"] > 0
     assert not (tmp_path / "run").exists()
+    # a mixture naming a source the data does not have: data not ready (as training would say)
+    rc = olmoflow_main(["pretrain", "--config", str(cfg), "--dry-run", "data.mixture={books: 1.0}"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "data.mixture names unknown source(s) ['books'] (available: ['web'])" in err
 
 
 def test_shipped_configs_load_and_plan(tmp_path):

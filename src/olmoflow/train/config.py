@@ -62,8 +62,9 @@ class OptimizerConfig(Config):
     weight_decay: float = Field(0.1, ge=0)
     #: apply weight decay to the input embedding (OLMo 2/3: no)
     decay_embeddings: bool = False
-    #: apply weight decay to norm weights and other 1-d parameters (default: no; see docs/train.md)
-    decay_norms: bool = False
+    #: apply weight decay to norm weights and other 1-d parameters (OLMo 2/3 and OLMo-core: yes,
+    #: ``decay_norm_and_bias: true``; only the embedding is exempt, REFERENCE.md §3)
+    decay_norms: bool = True
     grad_clip: float | None = Field(1.0, gt=0)
     z_loss: float = Field(1e-5, ge=0)
 

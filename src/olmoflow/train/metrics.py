@@ -55,11 +55,13 @@ class MetricsWriter:
                 self.event("warning", message="tensorboard requested but not installed; skipping")
 
     def rewind(self, last_step: int) -> None:
-        """Drop metrics after ``last_step`` (on resume) and keep appending after it."""
+        """Drop metrics (and in-loop eval records, ``eval.jsonl``) after ``last_step`` (on resume)
+        and keep appending after it: the steps after the checkpoint run, and are logged, again."""
         if not self.enabled:
             return
         self._metrics.close()
         truncate_metrics(self.run_dir / "metrics.jsonl", last_step)
+        truncate_metrics(self.run_dir / "eval.jsonl", last_step)
         self._metrics = open(self.run_dir / "metrics.jsonl", "a")
 
     def step(self, record: dict[str, Any]) -> None:

@@ -1,9 +1,10 @@
 """AdamW with OLMo parameter groups.
 
-Weight decay (0.1) applies to the weight matrices of attention, MLP and the LM head. It does not
-apply to the input embedding (OLMo 2/3) nor, by default, to norm weights and other 1-d parameters:
-decaying a norm gain toward 0 shrinks activations rather than regularising a mapping, and OLMo-core
-excludes them too. Both choices are config flags (``decay_embeddings``, ``decay_norms``).
+Weight decay (0.1) applies to every parameter except the input embedding, as in OLMo 2/3
+(REFERENCE.md §3; the released OLMo 2 configs set ``decay_embeddings: false`` and
+``decay_norm_and_bias: true``, and OLMo-core's recipes override only ``embeddings.weight``).
+Both are config flags (``decay_embeddings``; ``decay_norms=False`` exempts norm weights and other
+1-d parameters too).
 """
 
 from __future__ import annotations

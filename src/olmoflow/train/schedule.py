@@ -7,6 +7,10 @@ All schedules warm up linearly from 0 to the peak over ``warmup_steps`` and then
   over the last ``decay_fraction`` of the run;
 * ``linear``: linear decay to zero at the last step (midtraining / long-context recipes);
 * ``constant``: the peak after warmup.
+
+``step`` is 0-based and the value is the lr of update number ``step + 1`` (OLMo-core's
+convention): the first update runs at ``peak / warmup_steps``, the last warmup update at the peak,
+and the last update of the run (``step == total_steps - 1``) at the schedule's end value.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ def lr_factor(cfg: ScheduleConfig, step: int, total_steps: int) -> float:
         return (step + 1) / warm
     if cfg.name == "constant":
         return 1.0
+    n = step + 1  # the update this lr is used for, 1-based
     span = max(1, total_steps - warm)
-    t = min(1.0, (step - warm) / span) if total_steps > warm else 1.0
+    t = min(1.0, (n - warm) / span) if total_steps > warm else 1.0
     floor = cfg.final_lr_ratio
     if cfg.name == "cosine":
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
@@ -38,9 +43,9 @@ def lr_factor(cfg: ScheduleConfig, step: int, total_steps: int) -> float:
     # wsd
     decay_steps = max(1, round(cfg.decay_fraction * total_steps))
     decay_start = max(warm, total_steps - decay_steps)
-    if step < decay_start:
+    if n <= decay_start:
         return 1.0
-    u = min(1.0, (step - decay_start) / max(1, total_steps - decay_start))
+    u = min(1.0, (n - decay_start) / max(1, total_steps - decay_start))
     return 1.0 - (1.0 - floor) * u
 
 

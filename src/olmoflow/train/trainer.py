@@ -94,6 +94,10 @@ def plan(cfg: TrainConfig, world_size: int = 1, check_data: bool = True) -> dict
     }
     if check_data:
         datasets = _load_data(cfg.data.paths, model_cfg.vocab_size, "data.paths")
+        names = sorted({shard.source for ds in datasets for shard in ds.shards})
+        unknown = sorted(set(cfg.data.mixture) - set(names))
+        if unknown:  # the check MixtureSampler makes at the start of training
+            raise OlmoflowError(f"data.mixture names unknown source(s) {unknown} (available: {names})")
         n_tokens = sum(ds.n_tokens for ds in datasets)
         out["data_tokens"] = n_tokens
         out["epochs"] = out["total_tokens"] / max(1, n_tokens)
@@ -135,7 +139,9 @@ class Trainer:
         self.val_sampler = None
         if cfg.data.val_paths:
             val = _load_data(cfg.data.val_paths, self.model_cfg.vocab_size, "data.val_paths")
-            self.val_sampler = MixtureSampler(build_sources(val, cfg.data.mode, cfg.seq_len, pad), shuffle=False)
+            # a fixed order (seed 0, whatever the run's seed) over all val sources: the first
+            # eval_batches × micro_batch sequences sample every source, and runs compare on one val set
+            self.val_sampler = MixtureSampler(build_sources(val, cfg.data.mode, cfg.seq_len, pad), seed=0)
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_root = self.run_dir / "checkpoints"
         self.resume_from = C.latest_checkpoint(self.ckpt_root) if resume else None
