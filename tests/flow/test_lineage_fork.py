@@ -85,3 +85,19 @@ def test_fork_by_artifact_id_and_bad_stage(flow_file, tmp_path):
     assert res.stages["train"].inputs["init_from"].id == base.ids()["train"]
     with pytest.raises(OlmoflowError, match="takes no checkpoint input"):
         run_flow(load_flow(path), tmp_path / "g", quiet=True, fork_from=origin, fork_stage="curate")
+
+
+def test_lineage_names_the_checkpoint_an_input_came_from(flow_file, toy_flow, tmp_path, cli):
+    """A stage started from ``${stages.train}/checkpoints/step2`` descends from that checkpoint, not the final model."""
+    flow = toy_flow(train={"steps": 4})
+    flow["stages"]["train2"] = {"type": "toy_train", "config": {"steps": 2},
+                                "inputs": {"data": "${stages.curate}", "vocab": "${stages.vocab}",
+                                           "init_from": "${stages.train}/checkpoints/step2"}}
+    wd = tmp_path / "w"
+    res = run_flow(load_flow(flow_file(flow)), wd, quiet=True)
+    d = res.stages["train2"].artifact_dir
+    text = cli("lineage", str(d)).stdout
+    line = next(ln for ln in text.splitlines() if "init_from <- train (toy_train)" in ln)
+    assert "checkpoints/step2" in line
+    dot = cli("lineage", str(d), "--format", "dot").stdout
+    assert f'"{res.ids()["train"]}" -> "{res.ids()["train2"]}" [label="init_from: checkpoints/step2"];' in dot

@@ -78,3 +78,37 @@ def test_release_bundle_contents(flow_file, tmp_path, cli):
     with pytest.raises(OlmoflowError, match="exists; pass --force"):
         make_release(wd, out)
     make_release(wd, out, force=True)
+
+
+def test_release_of_an_incomplete_run_is_refused_naming_the_stages(flow_file, tmp_path, cli):
+    """A release bundle promises the final weights: a failed run must not produce one without them."""
+    wd = tmp_path / "w"
+    with pytest.raises(StageFailed):
+        run_flow(load_flow(flow_file(), ["train.fail_at_step=1"]), wd, quiet=True)
+    p = cli("release", str(wd), "--out", str(tmp_path / "rel"), check=False)
+    assert p.returncode == 1
+    assert "train (failed)" in p.stderr and "eval (not run)" in p.stderr
+    assert not (tmp_path / "rel").exists() and not (tmp_path / "rel.partial").exists()
+
+
+def test_release_and_report_notice_a_deleted_artifact(flow_file, tmp_path):
+    import shutil
+
+    wd = tmp_path / "w"
+    res = run_flow(load_flow(flow_file()), wd, quiet=True)
+    shutil.rmtree(res.stages["eval"].artifact_dir)
+    assert "| eval | toy_eval | missing |" in write_report(wd)[0].read_text()
+    with pytest.raises(OlmoflowError, match=r"eval \(missing: .*eval-"):
+        make_release(wd, tmp_path / "rel")
+
+
+@pytest.mark.parametrize("where", ["workdir", "parent", "artifact"])
+def test_release_force_never_deletes_the_workdir_or_its_artifacts(flow_file, tmp_path, where):
+    wd = tmp_path / "runs" / "w"
+    res = run_flow(load_flow(flow_file()), wd, quiet=True)
+    out = {"workdir": wd, "parent": wd.parent, "artifact": res.stages["train"].artifact_dir}[where]
+    with pytest.raises(OlmoflowError, match="would delete"):
+        make_release(wd, out, force=True)
+    assert all((res.stages[n].artifact_dir / "COMPLETE").is_file() for n in res.order)
+    assert (wd / "flow.json").is_file()
+

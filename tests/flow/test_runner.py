@@ -171,3 +171,18 @@ def test_second_concurrent_run_in_same_workdir_is_refused(flow_file, toy_flow, t
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_unknown_stage_type_names_the_flow_file_and_stage(flow_file, toy_flow, tmp_path, cli):
+    flow = toy_flow()
+    flow["stages"]["vocab"]["type"] = "toy_vocabb"
+    path = flow_file(flow)
+    for extra in (["--dry-run"], [], ["train.steps=2"]):
+        p = cli("run", str(path), "--workdir", str(tmp_path / "w"), *extra, check=False)
+        assert p.returncode == 1
+        assert f"{path}: stages.vocab.type: unknown stage type 'toy_vocabb'" in p.stderr
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    p = cli("fork", "--from", str(ck), "--flow", str(path), "--workdir", str(tmp_path / "f"), check=False)
+    assert p.returncode == 1 and f"{path}: stages.vocab.type: unknown stage type 'toy_vocabb'" in p.stderr
+    assert not (tmp_path / "w").exists() and not (tmp_path / "f").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from olmoflow.config import ConfigError
@@ -77,3 +79,35 @@ def test_yaml_errors_name_file_and_line(tmp_path, cli):
     p = cli("run", str(bad), "--workdir", str(tmp_path / "w"), check=False)
     assert p.returncode == 1 and f"{bad}:" in p.stderr and "invalid YAML" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_duplicate_stage_name_is_an_error_naming_file_line_and_key(tmp_path, cli):
+    """YAML silently keeps the last of two equal keys: a copy-pasted stage would vanish from the flow."""
+    from olmoflow.flow.spec import load_flow
+
+    f = tmp_path / "dup.yaml"
+    f.write_text("name: t\nstages:\n  a: {type: x}\n  b: {type: x, inputs: {i: '${stages.a}'}}\n"
+                 "  a:\n    type: x\n    config: {n: 1, n: 2}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{f}:5: ") + r"stages\.a: duplicate key \(first at line 3\)"):
+        load_flow(f)
+    f.write_text("stages:\n  a:\n    type: x\n    config: {n: 1, n: 2}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{f}:4: ") + r"stages\.a\.config\.n: duplicate key \(first at line 4\)"):
+        load_flow(f)
+    p = cli("run", str(f), "--dry-run", "--workdir", str(tmp_path / "w"), check=False)
+    assert p.returncode == 1 and "duplicate key" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_stage_type_of_wrong_kind_says_so(tmp_path):
+    with pytest.raises(ConfigError, match=r"stages\.a\.type: expected a stage type name \(a string\), got 5"):
+        parse_flow(_flow({"a": {"type": 5}}), source="f.yaml", base_dir=tmp_path)
+
+
+@pytest.mark.parametrize("body, match", [
+    ("demo_corpus", r"f\.yaml: stages\.a: expected a mapping"),
+    ({"type": "x", "config": [1]}, r"f\.yaml: stages\.a\.config: expected a mapping"),
+])
+def test_override_of_a_malformed_stage_names_the_key_instead_of_crashing(tmp_path, body, match):
+    for override in ("a.x=1", "a.inputs.i=${stages.b}"):
+        with pytest.raises(ConfigError, match=match):
+            parse_flow(_flow({"a": body, "b": {"type": "x"}}), source="f.yaml", base_dir=tmp_path,
+                       overrides=[override])

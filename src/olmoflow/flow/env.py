@@ -25,7 +25,11 @@ def code_version() -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
                                 text=True, timeout=10)
-        if commit.returncode == 0:
+        # only a checkout of olmoflow itself: a package installed (untracked) under some other
+        # repository, e.g. a venv inside the user's project, must not record that project's commit
+        tracked = subprocess.run(["git", "-C", str(src), "ls-files", "--error-unmatch", "__init__.py"],
+                                 capture_output=True, text=True, timeout=10)
+        if commit.returncode == 0 and tracked.returncode == 0:
             out["git_commit"] = commit.stdout.strip()
             status = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
                                     capture_output=True, text=True, timeout=20)

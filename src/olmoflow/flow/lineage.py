@@ -37,6 +37,7 @@ class Node:
     path: str | None = None
     manifest: dict[str, Any] | None = None
     inputs: list[tuple[str, str]] = field(default_factory=list)  # (input name, node id)
+    subpaths: dict[str, str] = field(default_factory=dict)  # input name -> path inside that input's artifact
 
 
 @dataclass
@@ -79,6 +80,8 @@ def build_lineage(artifact_dir: Path, workdir: Path | None = None) -> Lineage:
         nodes[aid] = node
         for name, inp in (m.get("inputs") or {}).items():
             kind, iid = inp.get("kind"), inp.get("id")
+            if inp.get("subpath"):  # e.g. one checkpoint of a training run
+                node.subpaths[name] = inp["subpath"]
             if kind == "artifact":
                 found = index.get(iid)
                 if found is None and inp.get("path"):
@@ -116,18 +119,19 @@ def format_text(lin: Lineage) -> str:
         sha = n.id.split(":", 1)[1][:12] if ":" in n.id else ""
         return f"{n.label}" + (f" (sha256 {sha})" if n.kind == "external" else f" [{n.kind}]")
 
-    def walk(nid: str, prefix: str, name: str | None, last: bool, top: bool) -> None:
+    def walk(nid: str, prefix: str, name: str | None, last: bool, top: bool, sub: str = "") -> None:
         n = lin.nodes[nid]
         branch = "" if top else ("└── " if last else "├── ")
         head = f"{name} <- " if name else ""
         again = nid in shown and n.inputs
-        lines.append(prefix + branch + head + describe(n) + (" (see above)" if again else ""))
+        at = f"/{sub}" if sub and n.kind == "artifact" else ""  # the exact path read, e.g. a checkpoint
+        lines.append(prefix + branch + head + describe(n) + at + (" (see above)" if again else ""))
         if again:
             return
         shown.add(nid)
         child_prefix = prefix + ("" if top else ("    " if last else "│   "))
         for i, (iname, cid) in enumerate(n.inputs):
-            walk(cid, child_prefix, iname, i == len(n.inputs) - 1, False)
+            walk(cid, child_prefix, iname, i == len(n.inputs) - 1, False, n.subpaths.get(iname, ""))
 
     walk(lin.root, "", None, True, True)
     return "\n".join(lines)
@@ -143,6 +147,7 @@ def format_dot(lin: Lineage) -> str:
         out.append(f'  "{n.id}" [shape={shape}, label="{label}"];')
     for n in lin.nodes.values():
         for name, cid in n.inputs:
-            out.append(f'  "{cid}" -> "{n.id}" [label="{name}"];')
+            label = f"{name}: {n.subpaths[name]}" if name in n.subpaths else name
+            out.append(f'  "{cid}" -> "{n.id}" [label="{label}"];')
     out.append("}")
     return "\n".join(out)

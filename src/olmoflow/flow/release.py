@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from olmoflow.errors import OlmoflowError
-from olmoflow.flow.report import load_state, stage_artifacts, write_report
+from olmoflow.flow.report import incomplete_stages, load_state, stage_artifacts, write_report
 
 __all__ = ["make_release"]
 
@@ -130,6 +130,13 @@ def make_release(workdir: Path, out: Path, force: bool = False) -> Path:
     arts = stage_artifacts(workdir, state)
     if not arts:
         raise OlmoflowError(f"{workdir}: no completed stages to release")
+    missing = incomplete_stages(workdir, state)
+    if missing:
+        raise OlmoflowError(f"{workdir}: the last run did not complete every stage ({', '.join(missing)}); "
+                            "rerun the flow before releasing it")
+    if out == workdir or out in workdir.parents or (workdir / "artifacts") in out.parents:
+        raise OlmoflowError(f"--out {out}: would delete or write into the workdir {workdir} or its "
+                            "artifacts; choose another directory")
     if out.exists():
         if not force:
             raise OlmoflowError(f"{out} exists; pass --force to replace it")

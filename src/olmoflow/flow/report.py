@@ -41,6 +41,21 @@ def stage_artifacts(workdir: Path, state: dict[str, Any]) -> dict[str, tuple[Pat
     return out
 
 
+def incomplete_stages(workdir: Path, state: dict[str, Any]) -> list[str]:
+    """``"name (why)"`` for every stage of the last run without a complete artifact: failed, not
+    run, or missing (its artifact directory was deleted or damaged since)."""
+    stages = state.get("stages") or {}
+    out = []
+    for name in state.get("order") or list(stages):
+        ent = stages.get(name) or {}
+        if ent.get("artifact") and is_complete(Path(workdir) / ent["artifact"]):
+            continue
+        why = ("failed" if ent.get("status") == "failed" else
+               f"missing: {Path(workdir) / ent['artifact']}" if ent.get("artifact") else "not run")
+        out.append(f"{name} ({why})")
+    return out
+
+
 def _by_type(arts: dict[str, tuple[Path, dict]], *types: str) -> list[tuple[str, Path, dict]]:
     return [(n, d, m) for n, (d, m) in arts.items() if m.get("type") in types]
 
@@ -87,7 +102,7 @@ def _stages_section(state: dict[str, Any], arts: dict[str, tuple[Path, dict]]) -
                          f"{key_metrics(m.get('metrics') or {})} |")
         else:
             st = ent.get("status")
-            label = "failed" if st == "failed" else "not run"
+            label = "failed" if st == "failed" else "missing" if ent.get("artifact") else "not run"
             lines.append(f"| {name} | {ent.get('type', '?')} | {label} | - | - | - |")
     return lines + [""]
 

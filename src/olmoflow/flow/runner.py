@@ -138,6 +138,14 @@ class _Logger:
             f.write(json.dumps({"time": round(time.time(), 3), "event": event, **fields}, default=str) + "\n")
 
 
+def _stage_type(spec: FlowSpec, name: str) -> StageType:
+    """The registered type of stage ``name``; an unknown one is an error naming the file and key."""
+    try:
+        return get_stage_type(spec.stages[name].type)
+    except OlmoflowError as e:
+        raise OlmoflowError(f"{spec.source}: stages.{name}.type: {e}") from None
+
+
 def _designate_fork(spec: FlowSpec, order: list[str], fork_stage: str | None) -> tuple[str, str]:
     """Which stage/input ``olmoflow fork`` points at the checkpoint."""
     name = fork_stage or spec.fork.get("stage")
@@ -145,13 +153,13 @@ def _designate_fork(spec: FlowSpec, order: list[str], fork_stage: str | None) ->
         if name not in spec.stages:
             raise OlmoflowError(f"fork: no stage {name!r} in {spec.source} (stages: {', '.join(spec.stages)})")
         inp = spec.fork.get("input") if spec.fork.get("stage") == name else None
-        inp = inp or get_stage_type(spec.stages[name].type).fork_input
+        inp = inp or _stage_type(spec, name).fork_input
         if not inp:
             raise OlmoflowError(f"fork: stage {name!r} (type {spec.stages[name].type}) takes no checkpoint "
                                 "input; set fork: {stage: NAME, input: INPUT} in the flow file")
         return name, inp
     for n in order:
-        inp = get_stage_type(spec.stages[n].type).fork_input
+        inp = _stage_type(spec, n).fork_input
         if inp:
             return n, inp
     raise OlmoflowError(f"fork: no stage in {spec.source} can start from a checkpoint "
@@ -212,7 +220,7 @@ class Runner:
         self.log = _Logger(None if dry_run else self.workdir / LOG_FILE)
         load_plugins(spec.plugins, spec.base_dir)
         self.order = toposort(spec)
-        self.types: dict[str, StageType] = {n: get_stage_type(spec.stages[n].type) for n in self.order}
+        self.types: dict[str, StageType] = {n: _stage_type(spec, n) for n in self.order}
         self.fork_affected = (descendants(spec, fork["stage"]) | {fork["stage"]}) if fork else set()
         self.hash_cache: dict[str, Any] = {}
         cache_file = self.workdir / HASH_CACHE
