@@ -70,6 +70,36 @@ def test_loss_goes_down_on_learnable_corpus(tmp_path):
     assert abs(pretrain(third, quiet=True)["loss"] - loss2) < 1e-5
 
 
+def test_init_from_applies_overrides_that_keep_the_weights_shapes(tmp_path):
+    """A long-context / midtraining run starts from a checkpoint and changes its context length and
+    RoPE (YaRN): those overrides apply; shape-changing ones that disagree are one-line errors."""
+    from train_testlib import TINY_MODEL
+
+    from olmoflow.model import ModelConfig, Olmo, save
+    from olmoflow.train import distributed as D
+    from olmoflow.train.trainer import Trainer, plan
+
+    ckpt = save(Olmo(ModelConfig(**TINY_MODEL)), tmp_path / "base")
+    data = write_token_dataset(tmp_path / "tok", {"web": random_docs(40, 0)})
+    yarn = {"factor": 4.0, "original_max_seq_len": 128}
+
+    def cfg(**overrides):
+        return _cfg(tmp_path, data, init_from=str(ckpt), seq_len=64, model_overrides=overrides)
+
+    t = Trainer(cfg(max_seq_len=512, rope_scaling=yarn, vocab_size=TINY_MODEL["vocab_size"] - 3),
+                D.init_distributed(), quiet=True)
+    t.log.close()
+    assert t.model_cfg.max_seq_len == 512 and t.model_cfg.rope_scaling.factor == 4.0
+    assert t.model_cfg.vocab_size == TINY_MODEL["vocab_size"]  # the embedding keeps its rows
+    assert torch.equal(t.model.embed.weight, load(ckpt).embed.weight)
+    with pytest.raises(Exception, match=r"model_overrides.d_model': 128 differs from the init_from"):
+        plan(cfg(d_model=128), check_data=False)
+    with pytest.raises(Exception, match=r"model_overrides.vocab_size': \d+ is larger"):
+        plan(cfg(vocab_size=TINY_MODEL["vocab_size"] + 1), check_data=False)
+    with pytest.raises(Exception, match="model_overrides on"):
+        plan(cfg(rope_scaling={"factor": "big"}), check_data=False)
+
+
 def test_packed_mode_with_validation(tmp_path):
     data = write_token_dataset(tmp_path / "tok", {"web": random_docs(80, 0), "code": random_docs(40, 1)})
     val = write_token_dataset(tmp_path / "val", {"web": random_docs(20, 5)})

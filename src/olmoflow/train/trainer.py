@@ -106,12 +106,35 @@ def plan(cfg: TrainConfig, world_size: int = 1, check_data: bool = True) -> dict
     return out
 
 
-def _model_config(cfg: TrainConfig):
-    if cfg.init_from:
-        from olmoflow.model.io import read_config
+#: ModelConfig fields that set parameter shapes: an ``init_from`` checkpoint fixes them
+_SHAPE_FIELDS = ("flavor", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "mlp_hidden")
 
-        return read_config(cfg.init_from)
-    return resolve_model_config(cfg)
+
+def _model_config(cfg: TrainConfig):
+    """The model of this run: the preset/fields + ``model_overrides``, or with ``init_from`` the
+    checkpoint's architecture + the overrides that keep its parameter shapes (context length, RoPE /
+    YaRN, sliding window, token ids: what a midtraining or long-context stage changes)."""
+    if not cfg.init_from:
+        return resolve_model_config(cfg)
+    from olmoflow.config import validate
+    from olmoflow.model.config import ModelConfig
+    from olmoflow.model.io import read_config
+
+    base = read_config(cfg.init_from)
+    overrides = dict(cfg.model_overrides)
+    for key in _SHAPE_FIELDS:
+        if key in overrides and overrides[key] != getattr(base, key):
+            raise OlmoflowError(
+                f"key 'model_overrides.{key}': {overrides[key]!r} differs from the init_from checkpoint's "
+                f"{getattr(base, key)!r} ({cfg.init_from}); its weights fix the model's shape"
+            )
+    vocab = overrides.pop("vocab_size", base.vocab_size)
+    if vocab > base.vocab_size:
+        raise OlmoflowError(
+            f"key 'model_overrides.vocab_size': {vocab} is larger than the init_from checkpoint's embedding "
+            f"({base.vocab_size} rows, {cfg.init_from})"
+        )  # a smaller tokenizer vocabulary is fine: the embedding keeps its padded rows
+    return validate(ModelConfig, {**base.model_dump(), **overrides}, f"model_overrides on {cfg.init_from}")
 
 
 def _check_geometry(cfg: TrainConfig, model_cfg) -> None:
