@@ -70,6 +70,31 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"olmoflow {name}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our stdout went away (`olmoflow ... | head`)
+        _silence_stdout()
+        return 141
+    except OSError as e:  # a path the user gave (or its disk) is not usable: name it, no traceback
+        print(f"olmoflow {name}: error: {_os_error_line(e)}", file=sys.stderr)
+        return 1
+
+
+def _os_error_line(e: OSError) -> str:
+    """``PATH: reason`` for an OSError (``PATH -> PATH2: reason`` for renames and links)."""
+    if e.filename is None:
+        return str(e)
+    where = f"{e.filename} -> {e.filename2}" if e.filename2 is not None else str(e.filename)
+    return f"{where}: {e.strerror or e}"
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 _EXTRAS = {

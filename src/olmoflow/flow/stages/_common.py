@@ -24,12 +24,16 @@ def model_dir(path: Path) -> Path:
     return path
 
 
-def files_in(path: Path, suffixes: tuple[str, ...] = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json")) -> list[str]:
-    """``path`` itself if a file, else the document files directly inside it (sorted)."""
+def files_in(path: Path) -> list[str]:
+    """``path`` itself if a file, else every document file under it (sorted, as ``olmoflow.data``
+    lists them: recursively, any Dolma suffix such as ``.json.gz`` or ``.parquet``; only
+    ``documents/`` of a curate output), leaving out the ``manifest.json`` of an artifact dir."""
+    from olmoflow.data.documents import list_doc_files
+
     path = Path(path)
     if path.is_file():
         return [str(path)]
-    return sorted(str(p) for p in path.iterdir() if p.is_file() and p.name.endswith(suffixes))
+    return [str(p) for p in list_doc_files(path) if p != path / "manifest.json"]
 
 
 def plain(result: Any) -> dict[str, Any]:

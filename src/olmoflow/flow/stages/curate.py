@@ -40,7 +40,7 @@ def run(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageContext)
 
     docs = need(inputs, "docs", ctx.stage, "Dolma JSONL documents")
     decon = files_in(inputs["decontaminate"]) if inputs.get("decontaminate") is not None else []
-    summary = curate(files_in(docs) if docs.is_dir() else str(docs), out_dir, recipe=config["recipe"],
+    summary = curate(files_in(docs), out_dir, recipe=config["recipe"],
                      decontaminate=decon, workers=config["workers"], executor=config["executor"],
                      quiet=ctx.quiet)
     acc = summary.get("accounting", {})

@@ -1,7 +1,7 @@
 """Stage ``export``: the final model in transformers format (olmoflow.model.hf.export_hf) + a sample.
 
 Config: ``dtype`` (float32 | bfloat16 | float16), ``sample_prompt`` (greedy sample written to
-``sample.json`` for the report; empty string to skip), ``sample_tokens``. Inputs: ``model`` (a
+``sample.json`` for the report; empty or null to skip), ``sample_tokens``. Inputs: ``model`` (a
 training run artifact, checkpoint or model dir) and ``tokenizer``.
 """
 
@@ -25,7 +25,8 @@ def resolve(config: dict) -> dict:
     dtype = config.get("dtype", "float32")
     if dtype not in ("float32", "bfloat16", "float16"):
         raise ConfigError(f"key 'dtype': {dtype!r} is not one of float32, bfloat16, float16")
-    return {"dtype": dtype, "sample_prompt": str(config.get("sample_prompt", "def ")),
+    prompt = config.get("sample_prompt", "def ")
+    return {"dtype": dtype, "sample_prompt": "" if prompt is None else str(prompt),
             "sample_tokens": int(config.get("sample_tokens", 48))}
 
 

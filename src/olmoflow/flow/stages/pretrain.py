@@ -3,7 +3,8 @@
 Inputs: ``data`` (a token dataset dir: tokenize/mix output), optional ``val`` (token dataset) and
 ``init_from`` (checkpoint or artifact; ``olmoflow fork`` points it at a checkpoint), optional
 ``tokenizer`` (only to set the model's vocab size / eos / pad from it). The artifact is the run dir:
-``metrics.jsonl``, ``checkpoints/step-N/``, ``final/``.
+``metrics.jsonl``, ``checkpoints/step-N/``, ``final/``. The seed is the flow's unless the stage
+config gives its own ``seed``.
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
         out.pop(k, None)
     out["data"].pop("paths", None)
     out["data"].pop("val_paths", None)
+    if "seed" not in config:  # the flow seed (StageContext.seed) is used; a stage's own seed wins
+        out.pop("seed", None)
     return out
 
 
 def train_config(config: dict[str, Any], inputs: dict[str, Path], out_dir: Path, ctx: StageContext):
-    """The ``TrainConfig`` for this stage: config + input paths + the flow seed."""
+    """The ``TrainConfig`` for this stage: config + input paths + the seed (the stage's own, else the flow's)."""
     from olmoflow.config import validate
     from olmoflow.train.config import TrainConfig
 
@@ -56,7 +59,7 @@ def train_config(config: dict[str, Any], inputs: dict[str, Path], out_dir: Path,
     if inputs.get("tokenizer") is not None:
         cfg["model_overrides"] = {**_tokenizer_ids(inputs["tokenizer"]), **(cfg.get("model_overrides") or {})}
     cfg["run_dir"] = str(out_dir)
-    cfg["seed"] = ctx.seed
+    cfg["seed"] = cfg.get("seed", ctx.seed)
     return validate(TrainConfig, cfg, f"stage {ctx.stage}")
 
 

@@ -1,0 +1,48 @@
+"""The ``olmoflow`` command: user mistakes are one-line errors with a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from olmoflow.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("argv, rc", [([], 0), (["--help"], 0), (["--version"], 0), (["nope"], 2)])
+def test_usage_and_unknown_command_exit_codes(argv, rc, capsys):
+    assert main(argv) == rc
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err
+    if argv == ["nope"]:
+        assert "unknown command 'nope'" in out.err
+
+
+def test_os_error_inside_a_command_is_one_line_naming_the_path(tmp_path, capsys):
+    """A workdir under a regular file: the OS error is reported as one line naming the path."""
+    flow = tmp_path / "f.yaml"
+    flow.write_text("name: t\nstages:\n  c: {type: demo_corpus, config: {max_docs_per_source: 2}}\n")
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    rc = main(["run", str(flow), "--workdir", str(blocker / "w"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.startswith("olmoflow run: error: ") and str(blocker / "w") in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_closed_stdout_pipe_exits_quietly(tmp_path):
+    """`olmoflow eval --list-tasks | head -1`: the reader going away is no traceback."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.Popen([sys.executable, "-m", "olmoflow.cli", "eval", "--list-tasks"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    p.stdout.close()  # before the command has printed anything
+    err = p.stderr.read().decode()
+    p.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert p.returncode != 0
