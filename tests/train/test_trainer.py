@@ -273,3 +273,19 @@ def test_torch_compile_matches_eager(tmp_path):
                                                  activation_checkpointing=True))
     compiled = pretrain(cfg, quiet=True)
     assert abs(eager["loss"] - compiled["loss"]) < 1e-5
+
+
+def test_bad_model_override_names_the_field(tmp_path):
+    from olmoflow.config import ConfigError
+    from olmoflow.train.config import resolve_model_config
+
+    def resolve(**kw):
+        return resolve_model_config(TrainConfig.model_validate({"model": "tiny-1m", **kw}))
+
+    with pytest.raises(ConfigError, match=r"key 'nheads': unknown key \(did you mean 'n_heads'\?\)"):
+        resolve(model_overrides={"nheads": 5})
+    with pytest.raises(ConfigError, match=r"key 'rope_scaling.factor'"):
+        resolve(model_overrides={"rope_scaling": {"factor": "x"}})
+    with pytest.raises(ConfigError, match="unknown model preset 'tiny-9m'"):
+        resolve(model="tiny-9m")
+    assert resolve(model_overrides={"vocab_size": 300}).vocab_size == 300

@@ -165,17 +165,18 @@ class TrainConfig(Config):
 
 def resolve_model_config(cfg: TrainConfig):
     """The ``ModelConfig`` this run trains (preset + overrides, or explicit fields)."""
-    from olmoflow.model import ModelConfig, get_preset
+    from olmoflow.config import validate
+    from olmoflow.model import PRESETS, ModelConfig
 
-    try:
-        if isinstance(cfg.model, str):
-            return get_preset(cfg.model, **cfg.model_overrides)
-        return ModelConfig.model_validate({**cfg.model, **cfg.model_overrides})
-    except ConfigError:
-        raise
-    except ValueError as e:  # pydantic ValidationError is a ValueError
-        msg = str(e).replace("\n", " ")
-        raise ConfigError(f"key 'model': {msg}") from None
+    if isinstance(cfg.model, str):
+        if cfg.model not in PRESETS:
+            raise ConfigError(f"key 'model': unknown model preset {cfg.model!r} (available: {', '.join(PRESETS)})")
+        base = {"name": cfg.model, **PRESETS[cfg.model]}
+    else:
+        base = dict(cfg.model)
+    # errors name the key as written: model.<field> or model_overrides.<field>
+    source = "config" if isinstance(cfg.model, str) and not cfg.model_overrides else "model / model_overrides"
+    return validate(ModelConfig, {**base, **cfg.model_overrides}, source)
 
 
 class BatchPlan(Config):
