@@ -280,7 +280,7 @@ def test_bad_model_override_names_the_field(tmp_path):
     from olmoflow.train.config import resolve_model_config
 
     def resolve(**kw):
-        return resolve_model_config(TrainConfig.model_validate({"model": "tiny-1m", **kw}))
+        return resolve_model_config(TrainConfig.model_validate({"model": "tiny-1m", "steps": 1, **kw}))
 
     with pytest.raises(ConfigError, match=r"key 'nheads': unknown key \(did you mean 'n_heads'\?\)"):
         resolve(model_overrides={"nheads": 5})
