@@ -56,6 +56,10 @@ def rolling_windows(tokens: list[int], prefix: int, max_len: int) -> list[tuple[
     return out
 
 
+#: fewest positions per row the LM head computes (see loglikelihood_tokens)
+_MIN_KEEP = 16
+
+
 class HarnessLM:
     """Batched scoring and generation over one model and tokenizer (fp32 on CPU by default)."""
 
@@ -180,7 +184,9 @@ class HarnessLM:
                 ids[b, : len(inp)] = torch.tensor(inp, dtype=torch.long)
             # the LM head only runs on positions from the earliest scored one to the end
             first = min(len(inp) - min(n, len(inp)) for _, inp, _ in batch for _, n in groups[tuple(inp)])
-            keep = width - first
+            # at least _MIN_KEEP positions per row: below that, the few-row GEMM kernels of the head
+            # round differently for different batch sizes (scores must not depend on the batch)
+            keep = max(width - first, min(width, _MIN_KEEP))
             logits = self.logits(ids, keep=keep)
             off = width - keep
             done = 0
