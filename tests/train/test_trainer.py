@@ -289,3 +289,13 @@ def test_bad_model_override_names_the_field(tmp_path):
     with pytest.raises(ConfigError, match="unknown model preset 'tiny-9m'"):
         resolve(model="tiny-9m")
     assert resolve(model_overrides={"vocab_size": 300}).vocab_size == 300
+
+
+def test_validation_results_are_logged_whatever_log_every(tmp_path):
+    data = write_token_dataset(tmp_path / "tok", {"web": random_docs(40, 0)})
+    val = write_token_dataset(tmp_path / "val", {"web": random_docs(10, 5)})
+    cfg = _cfg(tmp_path, data, steps=5, eval_every=2, eval_batches=1, log_every=3,
+               data={"paths": [str(data)], "val_paths": [str(val)]})
+    pretrain(cfg, quiet=True)
+    recs = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [(r["step"], "val_loss" in r) for r in recs] == [(2, True), (3, False), (4, True), (5, True)]

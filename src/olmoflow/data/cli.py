@@ -59,7 +59,7 @@ def _train_quality(argv: list[str]) -> int:
     p.add_argument("--positive", nargs="+", required=True)
     p.add_argument("--negative", nargs="+", required=True)
     p.add_argument("--output", "-o", required=True, help="model .bin path")
-    p.add_argument("--epoch", type=int, default=5)
+    p.add_argument("--epoch", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     from olmoflow.data.steps.quality import train_quality_classifier

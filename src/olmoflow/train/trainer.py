@@ -391,7 +391,8 @@ class Trainer:
                     ev = self.eval_cb(self.step, self.model, self.run_dir, force=self.step == total)
                     if ev is not None:  # primary metric value per task, e.g. {"arith_rc": 0.25}
                         rec["eval"] = {t: ev["metrics"][t].get(m) for t, m in ev["primary"].items()}
-                if self.step % cfg.log_every == 0 or self.step == total:
+                # a step with a validation or eval result is always logged (else the result is lost)
+                if self.step % cfg.log_every == 0 or self.step == total or "val_loss" in rec or "eval" in rec:
                     self.log.step(rec)
                 progress.update(task, completed=self.step, loss=f"{rec['loss']:.4f}",
                                 tok_s=f"{rec['tokens_per_s']:,.0f}")
