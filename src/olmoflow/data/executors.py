@@ -128,7 +128,14 @@ class RayExecutor:
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
                 for r in ready:
-                    results[index[r]] = ray.get(r)
+                    try:
+                        results[index[r]] = ray.get(r)
+                    except ray.exceptions.RayTaskError as e:
+                        # raise the task's own exception, as the local pool does: an OlmoflowError
+                        # stays a one-line message instead of a remote traceback
+                        if isinstance(e.cause, Exception):
+                            raise e.cause from None
+                        raise
                     if prog:
                         prog.advance(task)
                     if on_done:

@@ -261,6 +261,26 @@ def run_decide_task(spec: RunSpec, seg_index: int) -> dict[str, Any]:
     return stats.to_dict()
 
 
+#: step settings naming files a step reads (eval sets, a quality model or its training data)
+_FILE_KEYS = ("eval_files", "model", "positive", "negative")
+
+
+def _recipe_files(recipe: dict[str, Any]) -> list[tuple[int, str, str, int, int]]:
+    """(step, key, path, size, mtime) of every file the recipe's steps read, so that editing one in
+    place changes the run hash exactly like editing an input document file does."""
+    rows = []
+    for i, step in enumerate(recipe.get("steps", [])):
+        for key in _FILE_KEYS:
+            value = step.get(key)
+            for p in [value] if isinstance(value, str) else value if isinstance(value, list) else []:
+                try:
+                    st = os.stat(p)
+                    rows.append((i, key, str(p), st.st_size, st.st_mtime_ns))
+                except OSError:
+                    rows.append((i, key, str(p), -1, -1))
+    return rows
+
+
 class InjectedFailure(RuntimeError):
     """Raised by the test hook ``OLMOFLOW_DATA_FAIL_AFTER=N`` after N shard tasks complete."""
 
@@ -277,7 +297,8 @@ def run_pipeline(
     output = Path(output)
     from olmoflow.config import config_hash
 
-    run_hash = config_hash({"recipe": recipe.to_dict(), "inputs": input_fingerprint, "v": 1})
+    rec = recipe.to_dict()
+    run_hash = config_hash({"recipe": rec, "inputs": input_fingerprint, "files": _recipe_files(rec), "v": 1})
     work = output / WORK
     run_file = work / "run.json"
     if run_file.exists():

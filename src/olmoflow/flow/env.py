@@ -59,12 +59,19 @@ def _device() -> str:
     return "cpu"
 
 
+#: libraries whose versions decide artifact bytes (BPE merges, token shards, curation decisions,
+#: weights), recorded so a run can be reproduced; None when not installed
+OUTPUT_PACKAGES = ("numpy", "tokenizers", "safetensors", "lingua-language-detector", "rensa", "pydivsufsort",
+                   "xxhash", "fasttext-numpy2")
+
+
 def environment() -> dict[str, Any]:
-    """Python, torch, platform, device, host, CPU count."""
+    """Python, torch and the other libraries that shape outputs, platform, device, host, CPU count."""
     return {
         "python": platform.python_version(),
         "torch": _version("torch"),
         "transformers": _version("transformers"),
+        **{pkg: _version(pkg) for pkg in OUTPUT_PACKAGES},
         "olmoflow": olmoflow.__version__,
         "platform": platform.platform(),
         "machine": platform.machine(),
