@@ -61,12 +61,13 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from olmoflow.inference.engine import Engine, GenerationRequest
     from olmoflow.model import load
+    from olmoflow.model.io import stored_dtype
     from olmoflow.tokenizer import Tok, apply_chat_template
 
     tok = Tok.from_dir(find_tokenizer_dir(args.model, args.tokenizer))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     _check_device(device)
-    model = load(args.model, device=device, dtype=_DTYPES[args.dtype] if args.dtype else None)
+    model = load(args.model, device=device, dtype=_DTYPES[args.dtype] if args.dtype else stored_dtype(args.model))
     if tok.vocab_size > model.cfg.vocab_size:
         raise OlmoflowError(
             f"tokenizer has {tok.vocab_size} tokens but the model's vocab_size is {model.cfg.vocab_size}"

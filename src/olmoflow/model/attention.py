@@ -117,6 +117,11 @@ def _decode(q, k, v, bias: torch.Tensor) -> torch.Tensor:
     """
     b, h, _, hd = q.shape
     kv, s = k.shape[1], k.shape[2]
+    if q.dtype != torch.float32:
+        # bf16/fp16: baddbmm would round the scores to q's dtype before the softmax (error ~20x
+        # SDPA's for peaked attention); SDPA keeps scores and softmax in float32. Same grouping.
+        y = F.scaled_dot_product_attention(q.reshape(b, kv, h // kv, hd), k, v, attn_mask=bias.view(b, kv, 1, s))
+        return y.view(b, h, 1, hd)
     qg = q.reshape(b * kv, h // kv, hd)
     scores = torch.baddbmm(bias, qg, k.reshape(b * kv, s, hd).transpose(1, 2), alpha=hd**-0.5)
     return torch.bmm(scores.softmax(-1), v.reshape(b * kv, s, hd)).view(b, h, 1, hd)

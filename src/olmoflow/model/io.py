@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from olmoflow.errors import OlmoflowError
@@ -70,6 +70,29 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelLoadError(f"{path}: not a valid safetensors file ({str(e).splitlines()[0]})") from None
+
+
+_STORED_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+
+
+def stored_dtype(path: str | Path) -> torch.dtype | None:
+    """The floating dtype a model's weights are stored in (read from the safetensors headers only);
+    None when mixed or unreadable (``load`` then reports what is wrong)."""
+    try:
+        d = find_model_dir(path)
+        if _read_config(d)[1]:
+            files = [d / "model.safetensors"]
+        else:
+            from olmoflow.model.hf import _hf_weight_files
+
+            files = _hf_weight_files(d)
+        found = set()
+        for f in files:
+            with safe_open(str(f), framework="pt") as st:
+                found.update(st.get_slice(k).get_dtype() for k in st.keys())
+    except (OlmoflowError, SafetensorError, OSError, ValueError):
+        return None
+    return _STORED_DTYPES.get(found.pop()) if len(found) == 1 else None
 
 
 def find_model_dir(path: str | Path) -> Path:

@@ -365,8 +365,9 @@ class KVCache:
         m = self._slots.numel()
         k_all = torch.cat([self.k[layer], k], dim=2)
         v_all = torch.cat([self.v[layer], v], dim=2)
-        self.k[layer].index_copy_(2, self._slots, k[:, :, t - m :])
-        self.v[layer].index_copy_(2, self._slots, v[:, :, t - m :])
+        # .to: under autocast the new keys are bf16 while the cache keeps the model's dtype
+        self.k[layer].index_copy_(2, self._slots, k[:, :, t - m :].to(self.dtype))
+        self.v[layer].index_copy_(2, self._slots, v[:, :, t - m :].to(self.dtype))
         return k_all, v_all
 
     def end(self, t: int) -> None:
