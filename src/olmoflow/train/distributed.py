@@ -18,6 +18,7 @@ from torch import nn
 
 __all__ = [
     "DistInfo",
+    "abort",
     "all_reduce_sum",
     "apply_activation_checkpointing",
     "apply_compile",
@@ -26,6 +27,7 @@ __all__ = [
     "broadcast_object",
     "init_distributed",
     "is_distributed",
+    "peer_failure",
     "rank",
     "shutdown",
     "world_size",
@@ -69,6 +71,23 @@ def shutdown() -> None:
     if is_distributed():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def abort() -> None:
+    """Leave the process group after an error on this rank, without a barrier: the other ranks may
+    be waiting inside a collective this rank will never join. This process then exits with its
+    one-line error, and torchrun stops the others (instead of every rank hanging until the
+    collective timeout)."""
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def peer_failure(e: BaseException) -> bool:
+    """Whether ``e`` is a collective failing because another rank died (its own error says why)."""
+    if not isinstance(e, RuntimeError) or not is_distributed():
+        return False
+    msg = str(e)
+    return isinstance(e, dist.DistNetworkError) or "closed by peer" in msg or "reset by peer" in msg
 
 
 def barrier() -> None:

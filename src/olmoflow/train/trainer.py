@@ -46,8 +46,15 @@ __all__ = ["Trainer", "estimate_memory", "plan", "pretrain"]
 def pretrain(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str, Any]:
     """Train ``cfg``; returns the final metrics (also under torchrun: every rank returns them)."""
     info = D.init_distributed()
-    trainer = Trainer(cfg, info, quiet=quiet, resume=resume)
-    return trainer.run()
+    try:
+        return Trainer(cfg, info, quiet=quiet, resume=resume).run()
+    except BaseException as e:
+        r, lost = D.rank(), D.peer_failure(e)
+        D.abort()  # an error on one rank must not leave it (and the others) waiting at a barrier
+        if lost:  # the failed rank prints the cause; the others stop with one line, no traceback
+            raise OlmoflowError(f"rank {r}: stopped because another process of this run failed "
+                                "(its error is above)") from None
+        raise
 
 
 def _load_data(paths: list[str], vocab_size: int, key: str):
