@@ -67,7 +67,7 @@ def test_gopher_and_fineweb_filters():
 
 def test_c4_filter_drops_lorem_ipsum():
     kept, removed = run(make("c4"), [{"id": "l", "text": "Lorem ipsum dolor sit amet. " * 5},
-                                     {"id": "ok", "text": ENGLISH + " It was agreed."}])
+                                     {"id": "ok", "text": ENGLISH + " It was agreed. The vote was close. It passed."}])
     assert [d["id"] for d in kept] == ["ok"] and removed == {"c4_lorem_ipsum": 1}
 
 

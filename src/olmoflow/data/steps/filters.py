@@ -2,7 +2,22 @@
 
 Every threshold is a config field with a valid range, so a bad value fails when the recipe loads.
 Thresholds follow the published defaults (Gopher: Rae et al. 2021; C4: Raffel et al. 2020;
-FineWeb: Penedo et al. 2024), as implemented by datatrove.
+FineWeb: Penedo et al. 2024), as implemented by datatrove. Keep/remove decisions are compared with
+datatrove's filters in ``tests/data/test_filters_vs_datatrove.py``; the deliberate differences:
+
+- Words are whitespace-separated tokens (as Dolma's Gopher tagger), not spaCy/NLTK tokens, and
+  punctuation-only tokens count as words; stop words match case-insensitively.
+- Line ratios (bullets, ellipses, duplicate lines, FineWeb) are over non-blank, stripped lines;
+  datatrove counts blank lines in the denominator and does not strip trailing whitespace. Bullets
+  are ``•`` ``-`` ``*`` ``●`` ``◦`` ``‣`` (datatrove: ``•`` ``-``).
+- Gopher repetition: n-grams are over lowercased alphanumeric words; character fractions are over
+  the characters of the counted items (lines, paragraphs, words), not over ``len(text)``; the top
+  n-gram must occur more than once; duplicate n-gram characters overlapping each other count once
+  (Gopher paper; datatrove skips ahead greedily).
+- C4: ``lorem ipsum`` and ``{`` drop the page wherever they appear (C4 paper: "any page"; Dolma's
+  C4 tagger), not only in lines that passed the line rules; a closing ``”`` is terminal
+  punctuation; Wikipedia citation marks are not stripped. Sentences are split by a regex (after
+  ``.!?`` and at newlines), not by punkt.
 """
 
 from __future__ import annotations
@@ -47,7 +62,7 @@ class GopherQuality(Filter):
         text = doc["text"]
         toks = text.split()
         n = len(toks)
-        if n < c.min_words:
+        if n < c.min_words or n == 0:
             return False, "gopher_short_doc"
         if n > c.max_words:
             return False, "gopher_long_doc"
@@ -56,7 +71,10 @@ class GopherQuality(Filter):
             return False, "gopher_below_avg_word_length"
         if avg > c.max_avg_word_length:
             return False, "gopher_above_avg_word_length"
-        if (text.count("#") + text.count("...") + text.count("\u2026")) / n > c.max_symbol_word_ratio:
+        # "symbol-to-word ratio greater than 0.1 for either the hash symbol or the ellipsis"
+        if text.count("#") / n > c.max_symbol_word_ratio:
+            return False, "gopher_symbol_ratio"
+        if (text.count("...") + text.count("\u2026")) / n > c.max_symbol_word_ratio:
             return False, "gopher_symbol_ratio"
         lines = _lines(text)
         if lines:
@@ -66,7 +84,8 @@ class GopherQuality(Filter):
                 return False, "gopher_ellipsis_lines"
         if sum(any(ch.isalpha() for ch in t) for t in toks) / n < c.max_non_alpha_words_ratio:
             return False, "gopher_non_alpha_words"
-        if sum(t.lower() in STOP_WORDS for t in toks) < c.min_stop_words:
+        # "at least two of the following English words": distinct stop words, not occurrences
+        if len(STOP_WORDS.intersection(t.lower() for t in toks)) < c.min_stop_words:
             return False, "gopher_few_stop_words"
         return True, None
 
@@ -125,7 +144,8 @@ class GopherRepetition(Filter):
                 continue
             g = ngram_hashes(wh, n)
             uniq, first, counts = np.unique(g, return_index=True, return_counts=True)
-            k = int(np.argmax(counts))
+            top = np.flatnonzero(counts == counts.max())
+            k = int(top[np.argmin(first[top])])  # ties: the first-occurring n-gram (as Counter.most_common)
             if counts[k] > 1 and counts[k] * int(cum[first[k] + n] - cum[first[k]]) / total > thr:
                 return False, f"gopher_top_{n}_gram"
         for n, thr in sorted(c.dup_n_grams.items()):
@@ -147,7 +167,7 @@ class GopherRepetition(Filter):
 
 class C4Config(StepConfig):
     min_words_per_line: int = Field(default=3, ge=0)
-    min_sentences: int = Field(default=3, ge=0)
+    min_sentences: int = Field(default=5, ge=0, description="C4: pages with fewer sentences are dropped")
     max_word_length: int = Field(default=1000, ge=1)
     remove_lorem_ipsum: bool = True
     remove_curly_bracket: bool = True
@@ -160,7 +180,8 @@ _POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "u
 
 
 class C4Filter(Filter):
-    """C4 rules: drop bad lines (no terminal punctuation, javascript, policy); drop lorem ipsum / code braces."""
+    """C4 rules: drop bad lines (too long word, no terminal punctuation, < 3 words, javascript, policy)
+    from the text; drop pages with lorem ipsum or a curly bracket, or fewer than 5 sentences left."""
 
     Config = C4Config
 
@@ -192,6 +213,7 @@ class C4Filter(Filter):
         n_sent = sum(len([x for x in _SENT_SPLIT.split(k) if x.strip()]) for k in kept)
         if n_sent < c.min_sentences:
             return False, "c4_too_few_sentences"
+        doc["text"] = "\n".join(kept)  # "only retained lines that ended in a terminal punctuation mark", ...
         return True, None
 
 
