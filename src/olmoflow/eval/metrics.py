@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["pass_at_k", "extract_last_number", "extract_boxed", "extract_final_answer", "normalize_latex", "numbers_equal", "bits_per_byte", "mean"]
+__all__ = ["pass_at_k", "extract_last_number", "extract_boxed", "extract_final_answer", "normalize_latex", "normalize_final_answer", "numbers_equal", "bits_per_byte", "mean"]
 
 _NUM_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
@@ -37,7 +37,11 @@ def extract_boxed(text: str) -> str | None:
     """Contents of the last ``\\boxed{...}`` (balanced braces), or None."""
     start = text.rfind("\\boxed")
     if start == -1:
-        return None
+        start = text.rfind("\\fbox")
+        if start == -1:
+            return None
+    if text.startswith("\\boxed ", start):  # ``\boxed 5$``: up to the closing ``$`` (as lm-eval/OLMES)
+        return text[start + 7:].split("$")[0].strip()
     i = text.find("{", start)
     if i == -1:
         return None
@@ -52,7 +56,9 @@ def extract_boxed(text: str) -> str | None:
     return None
 
 
-_FINAL_RE = re.compile(r"final answer is \$?(.+?)\$?(?:\.|\s+I hope|$)", re.IGNORECASE)
+# Minerva's "Final Answer: The final answer is $X$. I hope it is correct." (the answer may contain
+# periods: "$3.5$", "12.25"), up to "I hope", the end of the line or the end of the text
+_FINAL_RE = re.compile(r"final answer is(.*?)(?:I hope it is correct|\n|$)", re.IGNORECASE)
 
 
 def extract_final_answer(text: str) -> str | None:
@@ -61,7 +67,11 @@ def extract_final_answer(text: str) -> str | None:
     if boxed is not None:
         return boxed
     m = _FINAL_RE.findall(text)
-    return m[-1].strip() if m else extract_last_number(text)
+    if m:
+        ans = m[-1].strip().rstrip(".").strip().strip("$").strip()
+        if ans:
+            return ans
+    return extract_last_number(text)
 
 
 def normalize_latex(s: str) -> str:
@@ -73,16 +83,143 @@ def normalize_latex(s: str) -> str:
     return re.sub(r"\s+", "", s)
 
 
+_THOUSANDS_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_FLOAT_RE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _as_number(s: str) -> float | None:
+    """``s`` as a number; commas only as thousands separators ("1,000"), never fusing a list
+    ("3, 5" or "1,2" are not numbers)."""
+    s = s.strip().rstrip(".").strip()
+    if _THOUSANDS_RE.fullmatch(s):
+        s = s.replace(",", "")
+    return float(s) if _FLOAT_RE.fullmatch(s) else None  # not "nan"/"inf" words
+
+
 def numbers_equal(pred: str | None, gold: str) -> bool:
-    """Numeric equality when both parse as numbers (``18`` == ``18.0``), else equality after
-    light LaTeX normalisation."""
+    """Answer equality as OLMES' ``exact_match_flex`` for Minerva MATH (sympy left out):
+    numeric equality when both parse as numbers (``18`` == ``18.0``), else equality after
+    Hendrycks' ``strip_string`` or after Minerva's ``normalize_final_answer`` (both as in
+    lm-eval's ``hendrycks_math`` / ``minerva_math`` utils), or after light LaTeX normalisation."""
     if pred is None:
         return False
-    p, g = pred.strip().replace(",", "").rstrip("."), gold.strip().replace(",", "").rstrip(".")
+    p, g = pred.strip(), gold.strip()
+    pn, gn = _as_number(p), _as_number(g)
+    if pn is not None and gn is not None:
+        return math.isclose(pn, gn, rel_tol=0, abs_tol=1e-9)
+    if normalize_latex(p) == normalize_latex(g) or _hendrycks_equiv(p, g):
+        return True
+    mp, mg = normalize_final_answer(p), normalize_final_answer(g)
+    if mp == mg:
+        return True
+    mpn, mgn = _as_number(mp), _as_number(mg)
+    return mpn is not None and mgn is not None and math.isclose(mpn, mgn, rel_tol=0, abs_tol=1e-9)
+
+
+# ---- Hendrycks et al. (2021) MATH normalisation (lm-eval hendrycks_math/utils.py strip_string)
+def _fix_fracs(string: str) -> str:
+    substrs = string.split("\\frac")
+    new_str = substrs[0]
+    for substr in substrs[1:]:
+        new_str += "\\frac"
+        if substr[:1] == "{":
+            new_str += substr
+            continue
+        if len(substr) < 2:
+            return string
+        a, b, post = substr[0], substr[1], substr[2:]
+        new_str += "{" + a + "}{" + b + "}" + post if b != "{" else "{" + a + "}" + b + post
+    return new_str
+
+
+def _fix_a_slash_b(string: str) -> str:
+    parts = string.split("/")
+    if len(parts) != 2:
+        return string
+    a, b = int(parts[0]), int(parts[1])  # ValueError -> raw comparison, as the reference does
+    return f"\\frac{{{a}}}{{{b}}}" if string == f"{a}/{b}" else string
+
+
+def _fix_sqrt(string: str) -> str:
+    splits = string.split("\\sqrt")
+    out = splits[0]
+    for split in splits[1:]:
+        out += "\\sqrt" + split if split[0] == "{" else "\\sqrt{" + split[0] + "}" + split[1:]
+    return out
+
+
+def _strip_string(string: str) -> str:
+    s = string.replace("\n", "").replace("\\!", "").replace("\\\\", "\\")
+    s = s.replace("tfrac", "frac").replace("dfrac", "frac").replace("\\left", "").replace("\\right", "")
+    s = s.replace("^{\\circ}", "").replace("^\\circ", "").replace("\\$", "")
+    if "\\text{ " in s:  # units on the right
+        splits = s.split("\\text{ ")
+        if len(splits) != 2:
+            raise ValueError("several \\text{ } units")
+        s = splits[0]
+    s = s.replace("\\%", "").replace(" .", " 0.").replace("{.", "{0.")
+    if not s:
+        return s
+    if s[0] == ".":
+        s = "0" + s
+    if len(s.split("=")) == 2 and len(s.split("=")[0]) <= 2:  # "k = 5" -> "5"
+        s = s.split("=")[1]
+    s = _fix_sqrt(s).replace(" ", "")
+    s = _fix_fracs(s)
+    if s == "0.5":
+        s = "\\frac{1}{2}"
+    return _fix_a_slash_b(s)
+
+
+def _hendrycks_equiv(a: str, b: str) -> bool:
+    """Hendrycks' ``is_equiv``: equal after ``strip_string``; raw equality where it fails."""
     try:
-        return math.isclose(float(p), float(g), rel_tol=0, abs_tol=1e-9)
-    except ValueError:
-        return normalize_latex(p) == normalize_latex(g)
+        return _strip_string(a) == _strip_string(b)
+    except (ValueError, IndexError):
+        return a == b
+
+
+# ---- Minerva (Lewkowycz et al. 2022, appendix D) normalize_final_answer, as in lm-eval minerva_math/utils.py
+_SUBSTITUTIONS = [("an ", ""), ("a ", ""), (".$", "$"), ("\\$", ""), (r"\ ", ""), (" ", ""), ("mbox", "text"),
+                  (",\\text{and}", ","), ("\\text{and}", ","), ("\\text{m}", "\\text{}")]
+_REMOVED_EXPRESSIONS = [
+    "square", "ways", "integers", "dollars", "mph", "inches", "ft", "hours", "km", "units", "\\ldots", "sue",
+    "points", "feet", "minutes", "digits", "cents", "degrees", "cm", "gm", "pounds", "meters", "meals", "edges",
+    "students", "childrentickets", "multiples", "\\text{s}", "\\text{.}", "\\text{\ns}", "\\text{}^2",
+    "\\text{}^3", "\\text{\n}", "\\text{}", r"\mathrm{th}", r"^\circ", r"^{\circ}", r"\;", r",\!", "{,}", '"',
+    "\\dots",
+]
+
+
+def normalize_final_answer(final_answer: str) -> str:
+    """Minerva's answer normalisation: right of the last ``=``, units and ``\\text{}`` removed,
+    ``\\frac12`` -> ``\\frac{1}{2}``, ``\\sqrt2`` -> ``\\sqrt{2}``, ``$`` and thousands commas dropped."""
+    s = final_answer.split("=")[-1]
+    for expr in _REMOVED_EXPRESSIONS:  # unit words while whitespace still delimits them
+        if expr.isalpha():
+            s = re.sub(rf"(?<!\\)\b{expr}\b", "", s)
+    for before, after in _SUBSTITUTIONS:
+        s = s.replace(before, after)
+    for expr in _REMOVED_EXPRESSIONS:
+        if expr.isalpha():  # glued units, skipping LaTeX command names ("\left" keeps its "ft")
+            segments = re.split(r"(\\[a-zA-Z]+)", s)
+            for i in range(0, len(segments), 2):
+                segments[i] = segments[i].replace(expr, "")
+            s = "".join(segments)
+        else:
+            s = s.replace(expr, "")
+    s = re.sub(r"(.*?)(\$)(.*?)(\$)(.*)", "$\\3$", s)
+    s = re.sub(r"(\\text\{)(.*?)(\})", "\\2", s)
+    s = re.sub(r"(\\textbf\{)(.*?)(\})", "\\2", s)
+    s = re.sub(r"(\\overline\{)(.*?)(\})", "\\2", s)
+    s = re.sub(r"(\\boxed\{)(.*)(\})", "\\2", s)
+    s = re.sub(r"(frac)([^{])(.)", "frac{\\2}{\\3}", s)
+    s = re.sub(r"(sqrt)(\[[^\]]*\])(\w)", "\\1\\2{\\3}", s)
+    s = re.sub(r"(sqrt)(?!\[)([^{])", "sqrt{\\2}", s)
+    s = s.replace("$", "")
+    if re.fullmatch(r"-?\d{1,3}(,\d{3})+", s):
+        s = s.replace(",", "")
+    return s
 
 
 def bits_per_byte(loglik: float, n_bytes: int) -> float:
