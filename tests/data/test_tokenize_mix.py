@@ -121,3 +121,14 @@ def test_tokenize_quarantines_and_counts_bad_records(corpus, tmp_path, capsys):
     assert [(r["line"], r["reason"].split(" ")[0]) for r in recs] == [
         (2, "invalid_unicode"), (3, "malformed_json"), (4, "missing_text")]
     assert all(r["file"] == str(src) for r in recs)
+
+
+def test_mix_shows_a_token_progress_bar_on_stderr_and_quiet_silences_it(corpus, tmp_path, capsys):
+    t = tmp_path / "t"
+    tokenize(corpus["files"], corpus["tok_dir"], t, workers=1, quiet=True)
+    mix({"code": t, "prose": t}, tmp_path / "m", tokens={"code": 300, "prose": 600}, quiet=False)
+    out, err = capsys.readouterr()
+    assert "mix code" in err and "tokens" in err and "ETA" in err  # the bar, with its unit
+    assert out.startswith("mix code: ") and "━" not in out  # stdout keeps the per-source summary
+    mix({"code": t, "prose": t}, tmp_path / "q", tokens={"code": 300, "prose": 600}, quiet=True)
+    assert capsys.readouterr() == ("", "")

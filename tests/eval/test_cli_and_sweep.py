@@ -135,3 +135,27 @@ def test_checkpoint_sweep_honours_max_length(toy_tok, tmp_path):
         bpb.append([c["metrics"][f"ppl:{ppl.name}/bits_per_byte"] for c in sweep["checkpoints"]])
     assert sweep["max_length"] == 4
     assert bpb[0] != bpb[1]  # a 4-token window scores the document differently
+
+
+def test_sweep_plot_is_labelled_and_titled_by_run_name_not_path(toy_tok, tmp_path, monkeypatch, capsys):
+    """The sweep PNG's title names the run (not an absolute temp path); panels have axis labels;
+    each checkpoint announces itself so a long sweep shows where it is."""
+    import olmoflow.eval.sweep as sweep_mod
+
+    run = make_toy_run(tmp_path / "myrun", toy_tok, steps=[0, 10])
+    seen = {}
+    real = sweep_mod.plot_sweep
+
+    def spy(rows, out_png, title=""):
+        seen["rows"], seen["title"] = rows, title
+        return real(rows, out_png, title)
+
+    monkeypatch.setattr(sweep_mod, "plot_sweep", spy)
+    sweep_mod.sweep_checkpoints(run.resolve(), ["arith_rc:0shot"], limit=2)
+    assert seen["title"] == "checkpoint sweep: myrun" and str(tmp_path) not in seen["title"]
+    err = capsys.readouterr().err
+    assert "checkpoint 1/2: step 0" in err and "checkpoint 2/2: step 10" in err
+    fig = sweep_mod.sweep_figure(seen["rows"], seen["title"])
+    ax = fig.axes[0]
+    assert fig._suptitle.get_text() == "checkpoint sweep: myrun"
+    assert ax.get_title().startswith("arith_rc") and ax.get_xlabel() == "training step" and ax.get_ylabel()

@@ -137,3 +137,14 @@ def test_shared_prefix_scoring_agrees_with_plain_path(hf_model):
     assert lm.share_prefix
     for (a, ga), (b, gb) in zip(plain, shared):
         assert abs(a - b) < 1e-4 and ga == gb
+
+
+def test_rolling_progress_counts_texts_not_windows(hf_model):
+    """A perplexity bar has one unit per text: a text longer than the context (several windows)
+    must not push the bar past its total."""
+    model, tok = load_model_and_tokenizer(hf_model)
+    lm = HarnessLM(model, tok, batch_size=2, max_length=16)
+    texts = ["short doc", "a much longer document " * 20, "another fairly long text " * 10]
+    ticks: list[int] = []
+    lm.loglikelihood_rolling(texts, ticks.append)
+    assert sum(ticks) == len(texts) and all(n > 0 for n in ticks)

@@ -29,7 +29,7 @@ def test_report_has_every_section_with_real_numbers(flow_file, tmp_path):
     metrics = [json.loads(x) for x in (res.stages["train"].artifact_dir / "metrics.jsonl").read_text().splitlines()]
     assert f"loss {metrics[0]['loss']:.4g} (step 1) -> {metrics[-1]['loss']:.4g} (step 4)" in text
     assert "Checkpoint sweep: 2 checkpoints" in text
-    for png in ("loss-train.png", "eval-eval.png"):
+    for png in ("loss-train.png", "eval-eval.png", "funnel-curate.png"):
         assert (wd / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"(report/{png})" in text
     assert sample == "the cat sat on a mat" and sample in text

@@ -15,13 +15,21 @@ from typing import Any
 from olmoflow.errors import OlmoflowError, require
 
 
-def _progress(quiet: bool):
+def _progress(quiet: bool, unit: str = "shards"):
+    """A rich bar counting ``unit`` done, with elapsed time and ETA (nothing when ``quiet``)."""
     if quiet:
         return nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    transient=False)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False)
 
 
 def _mp_context():

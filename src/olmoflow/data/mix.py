@@ -56,6 +56,16 @@ def _select(lengths: np.ndarray, target: int, rng: np.random.Generator) -> np.nd
     return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
 
 
+def _mix_progress(quiet: bool):
+    """A bar over the tokens written for one source, on stderr (stdout keeps the summary)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tokens"),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True, quiet=quiet),
+                    disable=quiet)
+
+
 def mix(
     inputs: dict[str, str | Path],
     output: str | Path,
@@ -116,11 +126,15 @@ def mix(
         idx = np.zeros(len(picked) + 1, dtype=np.int64)
         np.cumsum(lengths[picked], out=idx[1:])
         tmp = out / (fname + ".tmp")
-        with open(tmp, "wb") as f:
-            for k in picked.tolist():
+        with _mix_progress(quiet) as prog, open(tmp, "wb") as f:
+            bar = prog.add_task(f"mix {name}", total=int(idx[-1]))
+            for j, k in enumerate(picked.tolist()):
                 si, i = refs[k]
                 toks, offs = arrays[si]
                 f.write(np.asarray(toks[offs[i] : offs[i + 1]], dtype=dtype).tobytes())
+                if j % 1024 == 1023:
+                    prog.update(bar, completed=int(idx[j + 1]))
+            prog.update(bar, completed=int(idx[-1]))
         tmp.replace(out / fname)
         np.save(out / f"{name}-00000.idx.npy", idx)
         n_tok = int(idx[-1])

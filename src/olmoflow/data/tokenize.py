@@ -132,7 +132,7 @@ def tokenize(
     results: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
     from olmoflow.data.executors import _mp_context, _progress
 
-    with _progress(quiet) as prog:
+    with _progress(quiet, unit="files") as prog:
         task = prog.add_task("tokenize", total=len(args)) if prog else None
         if workers <= 1 or len(args) == 1:
             for a in args:

@@ -273,7 +273,7 @@ class HarnessLM:
                 ctx = inp[: len(inp) - (len(tgt) - 1)]  # disjoint context part
                 pairs.append((ctx, tgt))
                 owner.append(i)
-        scores = self.loglikelihood_tokens(pairs, progress)
+        scores = self.loglikelihood_tokens(pairs, _windows_to_texts(progress, len(pairs), len(texts)))
         totals = [0.0] * len(texts)
         for i, (lp, _) in zip(owner, scores):
             totals[i] += lp
@@ -338,3 +338,19 @@ def _cut(text: str, until: Sequence[str]) -> str:
                 end = min(end, j)
     return text[:end]
 
+
+def _windows_to_texts(progress: ProgressFn | None, n_windows: int, n_texts: int) -> ProgressFn | None:
+    """Report rolling-window progress in texts: a long text is several windows, but progress bars
+    count one request per text, so a bar never runs past its total."""
+    if progress is None:
+        return None
+    done = [0, 0]  # windows done, texts reported
+
+    def advance(n: int) -> None:
+        done[0] += n
+        texts = done[0] * n_texts // max(n_windows, 1)
+        if texts > done[1]:
+            progress(texts - done[1])
+            done[1] = texts
+
+    return advance

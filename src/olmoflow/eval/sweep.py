@@ -13,7 +13,7 @@ from typing import Any
 
 from olmoflow.errors import OlmoflowError
 
-__all__ = ["list_step_dirs", "sweep_checkpoints", "plot_sweep"]
+__all__ = ["list_step_dirs", "sweep_checkpoints", "plot_sweep", "sweep_figure"]
 
 _STEP_RE = re.compile(r"^step-(\d+)$")
 
@@ -34,8 +34,8 @@ def list_step_dirs(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def plot_sweep(rows: list[dict[str, Any]], out_png: Path, title: str = "") -> Path:
-    """One subplot per (task, metric): metric value against training step."""
+def sweep_figure(rows: list[dict[str, Any]], title: str = ""):
+    """The matplotlib figure of :func:`plot_sweep`: one panel per (task, metric) against step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,13 +50,22 @@ def plot_sweep(rows: list[dict[str, Any]], out_png: Path, title: str = "") -> Pa
         pts = [(r["step"], r["metrics"][key]) for r in rows if key in r["metrics"]]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o")
         ax.set_title(key, fontsize=9)
-        ax.set_xlabel("step")
+        ax.set_xlabel("training step")
+        ax.set_ylabel(key.rsplit("/", 1)[-1], fontsize=8)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot_sweep(rows: list[dict[str, Any]], out_png: Path, title: str = "") -> Path:
+    """One subplot per (task, metric): metric value against training step."""
+    import matplotlib.pyplot as plt
+
+    fig = sweep_figure(rows, title)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=100, metadata={"Software": None})
     plt.close(fig)
@@ -94,7 +103,9 @@ def sweep_checkpoints(
     steps = list_step_dirs(run_dir)
     tok_dir = Path(tokenizer) if tokenizer else find_tokenizer(steps[0][1])
     rows = []
-    for step, d in steps:
+    err = Console(stderr=True, quiet=quiet)
+    for i, (step, d) in enumerate(steps, 1):
+        err.print(f"checkpoint {i}/{len(steps)}: step {step} ({d})", markup=False, highlight=False)
         model, tok = load_model_and_tokenizer(d, tok_dir, device=device)
         lm = HarnessLM(model, tok, batch_size=batch_size, max_length=max_length, device=device, share_prefix=share_prefix)
         res = evaluate_lm(lm, specs, limit=limit, seed=seed, quiet=quiet)
@@ -114,7 +125,7 @@ def sweep_checkpoints(
               for r in rows]
     out_md = out_json.with_suffix(".md")
     out_md.write_text("\n".join(lines) + "\n")
-    out_png = plot_sweep(rows, out_json.with_suffix(".png"), title=str(run_dir))
+    out_png = plot_sweep(rows, out_json.with_suffix(".png"), title=f"checkpoint sweep: {Path(run_dir).resolve().name}")
     result["files"] = {"json": str(out_json), "table": str(out_md), "plot": str(out_png)}
     if not quiet:
         primary = [f"{name}/{m}" for name, m in rows[0]["primary"].items()]

@@ -133,7 +133,46 @@ def _size_unit(stats: Any) -> str:
     return "tokens" if isinstance(first, dict) and "tokens_in" in first else "bytes"
 
 
-def _funnel_section(arts: dict[str, tuple[Path, dict]]) -> list[str]:
+def funnel_figure(rows: list[tuple[str, Any, Any, Any, Any]], title: str):
+    """Horizontal bars: documents kept after each curation step, first step on top."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if isinstance(r[2], int | float)]
+    names = [r[0] for r in rows]
+    kept = [r[2] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.32 * max(len(rows), 1)), dpi=100)
+    ax.barh(range(len(rows)), kept, color="#3b6ea8")
+    ax.set_yticks(range(len(rows)), names, fontsize=8)
+    ax.invert_yaxis()
+    for y, (_, d_in, d_out, *_rest) in enumerate(rows):
+        if isinstance(d_in, int | float) and d_in:
+            ax.text(d_out, y, f" {d_out:,} ({100 * d_out / d_in:.0f}%)", va="center", fontsize=7)
+    ax.set_xlim(0, max(kept, default=1) * 1.25 or 1)
+    ax.set_xlabel("documents kept after step")
+    ax.set_ylabel("curation step")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _funnel_plot(path: Path, rows: list[tuple[str, Any, Any, Any, Any]], title: str) -> bool:
+    try:
+        import matplotlib.pyplot as plt
+
+        fig = funnel_figure(rows, title)
+    except ImportError:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
+def _funnel_section(arts: dict[str, tuple[Path, dict]], workdir: Path | None = None) -> list[str]:
     lines = ["## Data funnel", ""]
     cur = [(n, d, m) for n, (d, m) in arts.items() if m.get("type") == "curate" or (d / "stats.json").is_file()]
     if not cur:
@@ -154,6 +193,10 @@ def _funnel_section(arts: dict[str, tuple[Path, dict]]) -> list[str]:
         for r in rows:
             lines.append("| " + " | ".join(_fmt(x) if x is not None else "-" for x in r) + " |")
         lines.append("")
+        if workdir is not None and any(isinstance(r[2], int | float) for r in rows):
+            png = workdir / "report" / f"funnel-{name}.png"
+            if _funnel_plot(png, rows, f"{name}: data funnel (documents kept per step)"):
+                lines += [f"![{name} funnel](report/{png.name})", ""]
     toks = [(n, m, json.loads((d / "meta.json").read_text())) for n, (d, m) in arts.items() if (d / "meta.json").is_file()
             and m.get("type") in ("tokenize", "mix")]
     if toks:
@@ -220,6 +263,7 @@ def _plot_grid(path: Path, series: dict[str, tuple[list, list]], title: str, max
         xs, ys = series[key]
         ax.plot(xs, ys, marker="o")
         ax.set_title(key if len(key) <= 40 else "…" + key[-39:], fontsize=8)
+        ax.set_xlabel("training step", fontsize=7)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(keys):]:
@@ -362,7 +406,7 @@ def write_report(workdir: Path) -> tuple[Path, str | None]:
              f"- stages complete: {len(arts)}/{len(state.get('order') or [])}, "
              f"total stage wall time {total:.1f} s",
              f"- report written {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}", ""]
-    for section in (lambda: _stages_section(state, arts), lambda: _funnel_section(arts),
+    for section in (lambda: _stages_section(state, arts), lambda: _funnel_section(arts, workdir),
                     lambda: _loss_section(workdir, arts), lambda: _eval_section(workdir, arts),
                     lambda: sample_lines, lambda: _lineage_section(state, arts, workdir),
                     lambda: _env_section(arts)):
