@@ -46,3 +46,11 @@ def test_closed_stdout_pipe_exits_quietly(tmp_path):
     p.wait(timeout=60)
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
     assert p.returncode != 0
+
+
+def test_run_without_a_flow_names_only_the_flow_as_required(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "required: flow" in err and "overrides" not in err.splitlines()[-1]

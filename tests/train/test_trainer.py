@@ -92,6 +92,7 @@ def test_init_from_applies_overrides_that_keep_the_weights_shapes(tmp_path):
     assert t.model_cfg.max_seq_len == 512 and t.model_cfg.rope_scaling.factor == 4.0
     assert t.model_cfg.vocab_size == TINY_MODEL["vocab_size"]  # the embedding keeps its rows
     assert torch.equal(t.model.embed.weight, load(ckpt).embed.weight)
+    assert plan(cfg(n_kv_heads=None, head_dim=16), check_data=False)  # null = derive; equal = fine
     with pytest.raises(Exception, match=r"model_overrides.d_model': 128 differs from the init_from"):
         plan(cfg(d_model=128), check_data=False)
     with pytest.raises(Exception, match=r"model_overrides.vocab_size': \d+ is larger"):

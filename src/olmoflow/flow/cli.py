@@ -33,14 +33,17 @@ def _finish(workdir: Path, quiet: bool) -> tuple[Path | None, str | None]:
 
 def run_main(argv: list[str]) -> int:
     """olmoflow run FLOW.yaml [--workdir DIR] [--dry-run] [--quiet] [stage.key=value ...]"""
-    ap = argparse.ArgumentParser(prog="olmoflow run", description="Run a flow file: stages in dependency "
+    ap = argparse.ArgumentParser(prog="olmoflow run", usage="%(prog)s [-h] [--workdir WORKDIR] [--dry-run] [--quiet] "
+                                 "flow [overrides ...]", description="Run a flow file: stages in dependency "
                                  "order, skipping those whose config and inputs are unchanged.")
-    ap.add_argument("flow", type=Path, help="flow file (YAML)")
+    ap.add_argument("flow", type=Path, nargs="?", help="flow file (YAML)")
     ap.add_argument("overrides", nargs="*", help="STAGE.key.path=value (stage config), STAGE.inputs.NAME=ref, seed=N")
     ap.add_argument("--workdir", type=Path, default=None, help="where artifacts go (default: runs/<flow name>)")
     ap.add_argument("--dry-run", action="store_true", help="print the plan (and GPU-hour estimate); run nothing")
     ap.add_argument("--quiet", action="store_true", help="no progress output")
     args = ap.parse_intermixed_args(argv)
+    if args.flow is None:  # (argparse would also call the optional overrides "required")
+        ap.error("the following arguments are required: flow")
     from olmoflow.flow.runner import run_flow
     from olmoflow.flow.spec import load_flow
 

@@ -128,7 +128,8 @@ def _model_config(cfg: TrainConfig):
     from olmoflow.model.io import read_config
 
     base = read_config(cfg.init_from)
-    overrides = dict(cfg.model_overrides)
+    # null means "derive it" (n_kv_heads, head_dim, mlp_hidden): the checkpoint's value is that
+    overrides = {k: v for k, v in cfg.model_overrides.items() if not (k in _SHAPE_FIELDS and v is None)}
     for key in _SHAPE_FIELDS:
         if key in overrides and overrides[key] != getattr(base, key):
             raise OlmoflowError(
