@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from olmoflow.config import ConfigError, parse_overrides, read_yaml, set_path
 
 __all__ = ["FlowSpec", "InputRef", "StageSpec", "load_flow", "parse_flow", "toposort"]
@@ -186,37 +184,8 @@ def apply_flow_overrides(data: dict[str, Any], overrides: list[str], source: str
 def load_flow(path: str | Path, overrides: list[str] | None = None) -> FlowSpec:
     """Read and validate a flow file; relative external inputs resolve against its directory."""
     path = Path(path)
-    data = read_yaml(path)
-    _check_duplicate_keys(path)
+    data = read_yaml(path)  # also refuses duplicate keys (a copy-pasted stage would vanish)
     return parse_flow(data, source=str(path), base_dir=path.resolve().parent, overrides=overrides)
-
-
-def _check_duplicate_keys(path: Path) -> None:
-    """Fail on a key given twice in one mapping (YAML would silently keep the last one: a
-    copy-pasted stage left under the same name would vanish from the flow)."""
-    root = yaml.compose(path.read_text(), Loader=yaml.SafeLoader)  # read_yaml already parsed it
-    seen: set[int] = set()
-
-    def walk(node: Any, where: list[str]) -> None:
-        if id(node) in seen:  # an alias of a node already checked
-            return
-        seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            first: dict[str, int] = {}
-            for k, v in node.value:
-                key = str(k.value) if isinstance(k, yaml.ScalarNode) else None
-                if key is not None and key != "<<":
-                    here = ".".join([*where, key])
-                    if key in first:
-                        raise ConfigError(f"{path}:{k.start_mark.line + 1}: {here}: duplicate key "
-                                          f"(first at line {first[key]})")
-                    first[key] = k.start_mark.line + 1
-                walk(v, [*where, key or "?"])
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                walk(v, [*where, str(i)])
-
-    walk(root, [])
 
 
 def toposort(spec: FlowSpec) -> list[str]:
