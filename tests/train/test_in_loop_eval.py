@@ -11,13 +11,19 @@ from olmoflow.eval.toy import TOY_TEXTS, make_toy_tokenizer
 from olmoflow.train import TrainConfig, pretrain
 
 
-def test_in_loop_eval_every_n_steps(tmp_path):
+def _toy_corpus(tmp_path):
+    """A toy tokenizer, its documents (docs.jsonl) and their token dataset."""
     tok = make_toy_tokenizer(tmp_path / "tok", vocab_size=400)
     docs = tmp_path / "docs.jsonl"
     docs.write_text("".join(json.dumps({"id": str(i), "text": t, "source": "toy"}) + "\n"
                             for i, t in enumerate(TOY_TEXTS * 10)))
     data = tmp_path / "tokens"
     tokenize([docs], tok, data, workers=1, quiet=True)
+    return tok, docs, data
+
+
+def test_in_loop_eval_every_n_steps(tmp_path):
+    tok, docs, data = _toy_corpus(tmp_path)
     cfg = tiny_config(tmp_path / "run", data, steps=4)
     cfg["model"] = {**cfg["model"], "vocab_size": 512}
     cfg["in_loop_eval"] = {"tasks": ["arith_rc"], "ppl_data": [str(docs)], "every": 2, "limit": 4,
@@ -37,12 +43,7 @@ def test_resume_rewinds_eval_log_to_the_checkpoint(tmp_path):
     on resume: eval.jsonl keeps one record per step, like metrics.jsonl."""
     import shutil
 
-    tok = make_toy_tokenizer(tmp_path / "tok", vocab_size=400)
-    docs = tmp_path / "docs.jsonl"
-    docs.write_text("".join(json.dumps({"id": str(i), "text": t, "source": "toy"}) + "\n"
-                            for i, t in enumerate(TOY_TEXTS * 10)))
-    data = tmp_path / "tokens"
-    tokenize([docs], tok, data, workers=1, quiet=True)
+    tok, docs, data = _toy_corpus(tmp_path)
     cfg = tiny_config(tmp_path / "run", data, steps=3, checkpoint={"every": 2})
     cfg["model"] = {**cfg["model"], "vocab_size": 512}
     cfg["in_loop_eval"] = {"tasks": ["arith_rc"], "every": 1, "limit": 2, "tokenizer": str(tok)}

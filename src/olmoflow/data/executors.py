@@ -15,10 +15,12 @@ from typing import Any
 from olmoflow.errors import OlmoflowError, require
 
 
-def _progress(quiet: bool, unit: str = "shards"):
-    """A rich bar counting ``unit`` done, with elapsed time and ETA (nothing when ``quiet``)."""
+def _progress(quiet: bool, unit: str = "shards", stderr: bool = False):
+    """A rich bar counting ``unit`` done, with elapsed time and ETA (nothing when ``quiet``);
+    ``stderr`` keeps stdout for a command's summary lines."""
     if quiet:
         return nullcontext(None)
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -29,7 +31,8 @@ def _progress(quiet: bool, unit: str = "shards"):
     )
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False)
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False,
+                    console=Console(stderr=True) if stderr else None)
 
 
 def _mp_context():

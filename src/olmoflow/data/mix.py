@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from olmoflow.data.executors import _progress
 from olmoflow.data.tokenize import TokenDataset, dtype_for, write_meta
 from olmoflow.errors import OlmoflowError
 
@@ -54,16 +55,6 @@ def _select(lengths: np.ndarray, target: int, rng: np.random.Generator) -> np.nd
         k = int(np.searchsorted(cum, remaining, side="left")) + 1  # smallest prefix reaching the target
         chosen.append(perm[: min(k, len(perm))])
     return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
-
-
-def _mix_progress(quiet: bool):
-    """A bar over the tokens written for one source, on stderr (stdout keeps the summary)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tokens"),
-                    TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True, quiet=quiet),
-                    disable=quiet)
 
 
 def mix(
@@ -126,15 +117,16 @@ def mix(
         idx = np.zeros(len(picked) + 1, dtype=np.int64)
         np.cumsum(lengths[picked], out=idx[1:])
         tmp = out / (fname + ".tmp")
-        with _mix_progress(quiet) as prog, open(tmp, "wb") as f:
-            bar = prog.add_task(f"mix {name}", total=int(idx[-1]))
+        with _progress(quiet, unit="tokens", stderr=True) as prog, open(tmp, "wb") as f:
+            bar = prog.add_task(f"mix {name}", total=int(idx[-1])) if prog else None
             for j, k in enumerate(picked.tolist()):
                 si, i = refs[k]
                 toks, offs = arrays[si]
                 f.write(np.asarray(toks[offs[i] : offs[i + 1]], dtype=dtype).tobytes())
-                if j % 1024 == 1023:
+                if prog and j % 1024 == 1023:
                     prog.update(bar, completed=int(idx[j + 1]))
-            prog.update(bar, completed=int(idx[-1]))
+            if prog:
+                prog.update(bar, completed=int(idx[-1]))
         tmp.replace(out / fname)
         np.save(out / f"{name}-00000.idx.npy", idx)
         n_tok = int(idx[-1])

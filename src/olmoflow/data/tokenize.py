@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -147,10 +148,7 @@ def tokenize(
                         prog.advance(task)
     shards = [s for r, _ in results for s in r]
     bad = [q for _, qs in results for q in qs]
-    by_reason: dict[str, int] = {}
-    for q in bad:
-        k = q["reason"].split(" ")[0]
-        by_reason[k] = by_reason.get(k, 0) + 1
+    by_reason = Counter(q["reason"].split(" ")[0] for q in bad)  # "malformed_json (detail)" -> reason
     qpath = out / "quarantine.jsonl"
     if bad:
         tmp = qpath.with_name(qpath.name + ".tmp")

@@ -133,6 +133,16 @@ def _size_unit(stats: Any) -> str:
     return "tokens" if isinstance(first, dict) and "tokens_in" in first else "bytes"
 
 
+def _save(fig, path: Path) -> bool:
+    """Write a report figure (no software stamp: bytes depend only on the data) and free it."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
 def funnel_figure(rows: list[tuple[str, Any, Any, Any, Any]], title: str):
     """Horizontal bars: documents kept after each curation step, first step on top."""
     import matplotlib
@@ -161,15 +171,10 @@ def funnel_figure(rows: list[tuple[str, Any, Any, Any, Any]], title: str):
 
 def _funnel_plot(path: Path, rows: list[tuple[str, Any, Any, Any, Any]], title: str) -> bool:
     try:
-        import matplotlib.pyplot as plt
-
         fig = funnel_figure(rows, title)
     except ImportError:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def _funnel_section(arts: dict[str, tuple[Path, dict]], workdir: Path | None = None) -> list[str]:
@@ -238,10 +243,7 @@ def _plot(path: Path, series: dict[str, tuple[list, list]], xlabel: str, ylabel:
     if len(series) > 1:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def _plot_grid(path: Path, series: dict[str, tuple[list, list]], title: str, max_panels: int = 9) -> bool:
@@ -270,10 +272,7 @@ def _plot_grid(path: Path, series: dict[str, tuple[list, list]], title: str, max
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def _loss_section(workdir: Path, arts: dict[str, tuple[Path, dict]]) -> list[str]:

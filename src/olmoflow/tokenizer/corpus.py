@@ -122,8 +122,9 @@ def _jsonl(path: Path, f: BinaryIO, stats: CorpusStats) -> Iterator[str]:
             reason = "missing_text" if not isinstance(obj, dict) or "text" not in obj else "text_not_string"
             stats.quarantined.append({"file": str(path), "line": lineno, "reason": reason})
             continue
-        try:  # JSON may escape a lone surrogate ("\ud800"): not Unicode text, cannot be UTF-8 encoded
-            text.encode("utf-8")
+        try:  # a JSON escape may encode a lone surrogate ("\ud800"): not Unicode, cannot be UTF-8 encoded
+            if b"\\u" in raw:  # only then (no second encode of every document)
+                text.encode("utf-8")
         except UnicodeEncodeError as e:
             reason = f"invalid_unicode (lone surrogate at character {e.start})"
             stats.quarantined.append({"file": str(path), "line": lineno, "reason": reason})
