@@ -7,11 +7,12 @@ Loaded by flow files through ``plugins: [path/to/toy_stages.py]`` so that subpro
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from pathlib import Path
 
-from olmoflow.flow.registry import StageContext, register_stage
+from olmoflow.flow.registry import ResumePoint, StageContext, register_stage
 
 WORDS = "the cat sat on a mat while dogs ran far away from big red barns near old green hills".split()
 
@@ -63,23 +64,43 @@ def toy_train(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageCo
     n_words = len(json.loads((inputs["vocab"] / "vocab.json").read_text()))
     n_docs = len((inputs["data"] / "docs.jsonl").read_text().splitlines())
     rng = random.Random(ctx.seed)
+    start, lines = 0, []
+    if ctx.resume_from is not None:  # (toy_train_resumable) continue exactly: weight, rng, metrics
+        start, weight = ctx.resume_from.step, json.loads((ctx.resume_from.checkpoint / "weights.json").read_text())["w"]
+        for _ in range(start):
+            rng.random()
+        lines = (out_dir / "metrics.jsonl").read_text().splitlines(keepends=True)[:start]
+    fail_at = config.get("fail_at_step") or int(os.environ.get("TOY_FAIL_AT_STEP", 0))  # env: same stage key
     with open(out_dir / "metrics.jsonl", "w") as f:
-        for step in range(1, steps + 1):
+        f.writelines(lines)
+        for step in range(start + 1, steps + 1):
             weight += rng.random() + n_words / 100 + n_docs / 1000
             f.write(json.dumps({"step": step, "loss": round(10.0 / (step + weight), 6), "lr": 1e-3}) + "\n")
             f.flush()
             if step % every == 0 or step == steps:
                 ck = out_dir / "checkpoints" / f"step{step}"
-                ck.mkdir(parents=True)
+                ck.mkdir(parents=True, exist_ok=True)
                 (ck / "weights.json").write_text(json.dumps({"w": weight, "step": step}))
             time.sleep(float(config.get("sleep_per_step", 0)))
-            if config.get("fail_at_step") == step:
+            if fail_at == step:
                 raise RuntimeError(f"toy failure at step {step}")
-    (out_dir / "final").mkdir()
+    (out_dir / "final").mkdir(exist_ok=True)
     (out_dir / "final" / "weights.json").write_text(json.dumps({"w": weight, "step": steps}))
     (out_dir / "timing.json").write_text(json.dumps({"wall": time.time()}))  # volatile: not hashed
     ctx.log("toy_train_done", steps=steps)
     return {"final_loss": round(10.0 / (steps + weight), 6), "steps": steps, "fork": bool(ctx.fork_origin)}
+
+
+def toy_resume_point(config: dict, out_dir: Path) -> ResumePoint | None:
+    steps = sorted(int(p.parent.name[4:]) for p in (out_dir / "checkpoints").glob("step*/weights.json"))
+    if not steps:
+        return None
+    return ResumePoint(step=steps[-1], total=int(config.get("steps", 4)),
+                       checkpoint=out_dir / "checkpoints" / f"step{steps[-1]}")
+
+
+register_stage("toy_train_resumable", description="toy_train that resumes from its checkpoints",
+               fork_input="init_from", volatile_files=("timing.json",), resume_point=toy_resume_point)(toy_train)
 
 
 @register_stage("toy_eval", description="score checkpoints")
@@ -94,3 +115,20 @@ def toy_eval(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageCon
     (out_dir / "sample.json").write_text(json.dumps({"prompt": "the cat", "completion": " sat on a mat",
                                                      "max_new_tokens": 4}))
     return {"acc": round(min(1.0, final / 10), 4)}
+
+
+@register_stage("toy_tokens", description="random token dataset (docs/formats.md) for a real pretrain stage")
+def toy_tokens(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
+    import numpy as np
+
+    vocab, n_docs = int(config.get("vocab_size", 256)), int(config.get("n_docs", 200))
+    rng = np.random.default_rng(ctx.seed)
+    docs = [np.append(rng.integers(2, vocab, size=int(rng.integers(5, 60))), 0) for _ in range(n_docs)]  # EOS 0
+    flat = np.concatenate(docs).astype(np.uint16)
+    flat.tofile(out_dir / "web-00000.bin")
+    np.save(out_dir / "web-00000.idx.npy", np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64))
+    meta = {"format": "olmoflow-tokens-v1", "dtype": "uint16", "vocab_size": vocab, "eos_token_id": 0,
+            "tokenizer": "toy", "n_tokens": int(len(flat)), "n_docs": n_docs, "sources": {"web": int(len(flat))},
+            "shards": [{"path": "web-00000.bin", "source": "web", "n_tokens": int(len(flat)), "n_docs": n_docs}]}
+    (out_dir / "meta.json").write_text(json.dumps(meta))
+    return {"n_tokens": int(len(flat))}

@@ -7,9 +7,9 @@ Public API::
     result = run_flow(spec, workdir)          # RunResult: .executed, .cached, .ids()
 """
 
-from olmoflow.flow.registry import STAGES, StageContext, register_stage
+from olmoflow.flow.registry import STAGES, ResumePoint, StageContext, register_stage
 from olmoflow.flow.runner import RunResult, StageFailed, run_flow
 from olmoflow.flow.spec import FlowSpec, load_flow, parse_flow
 
-__all__ = ["STAGES", "FlowSpec", "RunResult", "StageContext", "StageFailed", "load_flow", "parse_flow",
+__all__ = ["STAGES", "FlowSpec", "ResumePoint", "RunResult", "StageContext", "StageFailed", "load_flow", "parse_flow",
            "register_stage", "run_flow"]

@@ -16,7 +16,7 @@ from typing import Any
 __all__ = ["canonical_json", "hash_json", "hash_path", "hash_tree"]
 
 #: files that are never part of an artifact's content hash (written by the runner itself)
-RUNNER_FILES = ("manifest.json", "COMPLETE")
+RUNNER_FILES = ("manifest.json", "COMPLETE", ".stage.json")
 _TEXT_SUFFIXES = {".json", ".jsonl", ".txt", ".md", ".yaml", ".yml", ".csv", ".tsv", ".cfg", ".toml"}
 _MAX_NORMALIZED = 16 << 20  # text files larger than this are hashed as raw bytes
 _CHUNK = 1 << 20

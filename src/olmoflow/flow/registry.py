@@ -23,6 +23,7 @@ from olmoflow.errors import OlmoflowError
 
 __all__ = [
     "STAGES",
+    "ResumePoint",
     "StageContext",
     "StageFn",
     "StageType",
@@ -31,6 +32,17 @@ __all__ = [
     "load_plugins",
     "register_stage",
 ]
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where an interrupted run of a resumable stage continues: its latest complete checkpoint."""
+
+    step: int
+    """The checkpoint's step (training continues with step + 1)."""
+    total: int | None
+    """The run's total steps, when known (for the "resuming from step N (of M)" line)."""
+    checkpoint: Path
 
 
 @dataclass
@@ -47,6 +59,9 @@ class StageContext:
     fork_origin: dict[str, Any] | None = None
     """Where a forked flow started from (``olmoflow fork``), else None."""
     log_path: Path | None = None
+    resume_from: ResumePoint | None = None
+    """Set when ``out_dir`` holds this stage's interrupted earlier run (same cache key) and the stage
+    type has a ``resume_point`` hook: continue from that checkpoint instead of starting over."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def log(self, event: str, **fields: Any) -> None:
@@ -80,6 +95,9 @@ class StageType:
     """``config -> {"tokens": D, "params": N, ...}`` for the dry-run plan (GPU-hours = 6·N·D)."""
     resolve_config: Callable[[dict], dict] | None = None
     """Validate a config and fill defaults (fails before anything runs); identity when None."""
+    resume_point: Callable[[dict, Path], ResumePoint | None] | None = None
+    """``(config, leftover out_dir) -> latest complete checkpoint or None`` for stage types that can
+    continue an interrupted run (training); None: an interrupted run is wiped and redone."""
 
 
 STAGES: dict[str, StageType] = {}
@@ -94,6 +112,7 @@ def register_stage(
     volatile_keys: dict[str, tuple[str, ...]] | None = None,
     estimate: Callable[[dict], dict] | None = None,
     resolve_config: Callable[[dict], dict] | None = None,
+    resume_point: Callable[[dict, Path], ResumePoint | None] | None = None,
 ) -> Callable[[StageFn], StageFn]:
     """Decorator registering ``fn`` as stage type ``name`` (re-registering replaces it)."""
 
@@ -107,6 +126,7 @@ def register_stage(
             volatile_keys=dict(volatile_keys or {}),
             estimate=estimate,
             resolve_config=resolve_config,
+            resume_point=resume_point,
         )
         return fn
 

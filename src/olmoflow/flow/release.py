@@ -31,7 +31,7 @@ from olmoflow.flow.report import incomplete_stages, load_state, stage_artifacts,
 
 __all__ = ["make_release"]
 
-_SKIP = {"manifest.json", "COMPLETE", "error.txt"}
+_SKIP = {"manifest.json", "COMPLETE", "error.txt", ".stage.json"}
 
 
 def _copy_tree(src: Path, dst: Path) -> None:

@@ -3,6 +3,8 @@
 Cache key of a stage = sha256(stage type, resolved config, input artifact ids, seed). A stage
 whose key has a complete artifact in the workdir is skipped; changing one stage's config changes
 its key, so it reruns, and its descendants rerun only if its output content (artifact id) changed.
+A training stage killed mid-run continues from its latest complete checkpoint when the flow is
+re-run with the same key (see ``Runner._output_dir``); every other stage starts over.
 Every event goes to ``WORKDIR/log.jsonl``; ``WORKDIR/flow.json`` records which artifact each stage
 of the last run produced (the report card and release bundle read it).
 """
@@ -27,7 +29,7 @@ from olmoflow.errors import OlmoflowError
 from olmoflow.flow import estimate as est
 from olmoflow.flow.env import code_version, environment
 from olmoflow.flow.hashing import RUNNER_FILES, hash_json, hash_path, hash_tree
-from olmoflow.flow.registry import StageContext, StageType, get_stage_type, load_plugins
+from olmoflow.flow.registry import ResumePoint, StageContext, StageType, get_stage_type, load_plugins
 from olmoflow.flow.spec import FlowSpec, InputRef, descendants, toposort
 from olmoflow.flow.store import COMPLETE, ArtifactStore, atomic_write, find_artifact_root, read_manifest
 
@@ -348,12 +350,13 @@ class Runner:
             self.log("stage_skip", stage=n, key=plan.key, artifact=m["id"])
             self.console.print(f"{tag} [green]cached[/green] {m['id'][:12]}")
             return
-        out = self.store.prepare(n, plan.key)
+        out, resume = self._output_dir(plan, st)
         fork = self.fork if n in self.fork_affected else None
         ctx = StageContext(stage=n, seed=self.spec.seed, workdir=self.workdir, quiet=self.quiet,
-                           fork_origin=fork, log_path=self.workdir / LOG_FILE)
+                           fork_origin=fork, log_path=self.workdir / LOG_FILE, resume_from=resume)
         started, t0 = _now(), time.time()
-        self.log("stage_start", stage=n, type=plan.type, key=plan.key, dir=str(out))
+        self.log("stage_start", stage=n, type=plan.type, key=plan.key, dir=str(out),
+                 resume_from_step=resume.step if resume else None)
         self.console.print(f"{tag} [yellow]running[/yellow] -> {out.relative_to(self.workdir)}")
         try:
             metrics = st.fn(copy.deepcopy(plan.config), {k: r.path for k, r in plan.inputs.items()}, out, ctx)
@@ -369,15 +372,58 @@ class Runner:
             raise StageFailed(f"stage {n!r} ({plan.type}) failed: {detail} (traceback: {out / 'error.txt'})") from e
         wall = time.time() - t0
         plan.metrics = _jsonable(metrics or {})
-        manifest = self._manifest(plan, st, fork, started, wall, out)
+        manifest = self._manifest(plan, st, fork, started, wall, out, resume)
         self.store.complete(out, manifest)
         plan.status, plan.artifact_dir, plan.artifact_id, plan.wall_s = "run", out, manifest["id"], manifest["wall_s"]
         self.log("stage_end", stage=n, key=plan.key, artifact=manifest["id"], wall_s=manifest["wall_s"],
                  metrics=plan.metrics)
         self.console.print(f"{tag} [green]done[/green] in {wall:.1f}s -> {manifest['id'][:12]}")
 
+    def _output_dir(self, plan: StagePlan, st: StageType) -> tuple[Path, ResumePoint | None]:
+        """The stage's output directory, and the checkpoint to resume from, if any.
+
+        A stage type with a ``resume_point`` hook (training) continues an interrupted run whose
+        leftover directory records this stage's cache key and holds a complete checkpoint: a run
+        killed at step 900 of 1000 loses at most the steps since its last checkpoint. A leftover of
+        another key (config, inputs or seed changed) is never resumed. Every other stage starts over
+        in an empty directory.
+        """
+        n, key = plan.name, plan.key
+        assert key is not None
+        if st.resume_point is None:
+            return self.store.prepare(n, key), None
+        record = {"stage": n, "type": plan.type, "cache_key": key}
+        d = self.store.dir_for(n, key)
+        for other in self.store.leftovers(n):
+            if other != d:  # kept: re-running with its config resumes it; deleting it frees the space
+                self._say(f"stage {n}: not resuming {self._rel(other)} (an interrupted run with another config, "
+                          "inputs or seed; kept: delete it to free its space)")
+        if d.is_dir():
+            if self.store.leftover_record(d) != record:
+                self._say(f"stage {n}: {self._rel(d)} was not written by this stage's config, inputs and seed "
+                          "(its .stage.json is missing or names another key); removing it and starting from step 0")
+            elif (point := st.resume_point(copy.deepcopy(plan.config), d)) is not None:
+                (d / "error.txt").unlink(missing_ok=True)  # the previous attempt's, if it raised
+                of = f" (of {point.total})" if point.total is not None else ""
+                self._say(f"stage {n}: resuming from step {point.step}{of} in {self._rel(d)} "
+                          f"({point.checkpoint.relative_to(d).as_posix()})")
+                self.log("stage_resume", stage=n, key=key, step=point.step, total=point.total,
+                         checkpoint=str(point.checkpoint))
+                return d, point
+            else:
+                self._say(f"stage {n}: the interrupted run in {self._rel(d)} left no complete checkpoint; "
+                          "starting from step 0")
+        return self.store.prepare(n, key, record), None
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.workdir).as_posix()
+
+    def _say(self, line: str) -> None:
+        """One plain line (no markup, never wrapped: paths stay whole and greppable)."""
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
     def _manifest(self, plan: StagePlan, st: StageType, fork: dict[str, Any] | None, started: str,
-                  wall: float, out: Path) -> dict[str, Any]:
+                  wall: float, out: Path, resume: ResumePoint | None = None) -> dict[str, Any]:
         content, files = hash_tree(out, exclude=RUNNER_FILES + ("error.txt",) + st.volatile_files,
                                    normalize={str(out): "${ARTIFACT}", str(self.workdir): "${WORKDIR}"},
                                    volatile_keys=st.volatile_keys)
@@ -396,6 +442,8 @@ class Runner:
             "seed": self.spec.seed,
             "inputs": {k: v.manifest() for k, v in plan.inputs.items()},
             "fork_origin": fork,
+            # not in the id: a resumed run's artifact is the same as an uninterrupted run's
+            "resumed_from_step": resume.step if resume else None,
             "metrics": plan.metrics,
             "content": {"sha256": content, "files": len(files),
                         "bytes": sum(p.stat().st_size for p in out.rglob("*") if p.is_file())},

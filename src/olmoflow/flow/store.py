@@ -5,6 +5,11 @@ last, an atomic ``COMPLETE`` marker holding the artifact id. Only directories wi
 count as artifacts, so a stage that fails or is killed leaves nothing marked complete, and the next
 run wipes the leftover directory and redoes it. (Writing in place rather than renaming a temp
 directory keeps any paths a stage records inside its output valid.)
+
+Exception: for a resumable stage type (training) the runner writes ``.stage.json`` (stage, type,
+full cache key) into the directory when the stage starts; a later run keeps a leftover whose record
+matches the stage's key and lets the stage continue from its checkpoints. The record is removed
+once the artifact is complete.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ __all__ = ["ArtifactStore", "atomic_write", "find_artifact_root", "read_manifest
 
 MANIFEST = "manifest.json"
 COMPLETE = "COMPLETE"
+STAGE_RECORD = ".stage.json"  # in an unfinished dir of a resumable stage: which stage run writes it
 KEY_LEN = 16
 
 
@@ -78,20 +84,42 @@ class ArtifactStore:
         d = self.dir_for(stage, key)
         return d if is_complete(d) else None
 
-    def prepare(self, stage: str, key: str) -> Path:
-        """A fresh, empty output directory for a stage about to run (wipes an incomplete leftover)."""
+    def prepare(self, stage: str, key: str, record: dict[str, Any] | None = None) -> Path:
+        """A fresh, empty output directory for a stage about to run (wipes an incomplete leftover).
+
+        ``record`` (resumable stages: stage, type, cache key) is written to ``.stage.json`` so that a
+        later run can tell whether a leftover of this directory is its own interrupted run.
+        """
         d = self.dir_for(stage, key)
         if d.exists():
             if is_complete(d):
                 raise OlmoflowError(f"{d}: already complete; refusing to overwrite")
             shutil.rmtree(d)
         d.mkdir(parents=True)
+        if record is not None:
+            atomic_write(d / STAGE_RECORD, json.dumps(record, sort_keys=True) + "\n")
         return d
+
+    def leftover_record(self, d: Path) -> dict[str, Any] | None:
+        """The ``.stage.json`` record of an unfinished directory (None: none, or unreadable)."""
+        try:
+            rec = json.loads((Path(d) / STAGE_RECORD).read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return rec if isinstance(rec, dict) else None
+
+    def leftovers(self, stage: str) -> list[Path]:
+        """Unfinished directories (any cache key) whose record names ``stage``: interrupted runs."""
+        if not self.root.is_dir():
+            return []
+        return sorted(d for d in self.root.glob(f"{stage}-*") if d.is_dir() and not is_complete(d)
+                      and (self.leftover_record(d) or {}).get("stage") == stage)
 
     def complete(self, artifact_dir: Path, manifest: dict[str, Any]) -> None:
         """Write the manifest, then the COMPLETE marker (atomically, last)."""
         atomic_write(artifact_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
         atomic_write(artifact_dir / COMPLETE, manifest["id"] + "\n")
+        (artifact_dir / STAGE_RECORD).unlink(missing_ok=True)
 
     def all(self) -> list[Path]:
         """Every complete artifact directory in this workdir."""

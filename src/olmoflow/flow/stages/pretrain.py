@@ -5,6 +5,11 @@ Inputs: ``data`` (a token dataset dir: tokenize/mix output), optional ``val`` (t
 ``tokenizer`` (only to set the model's vocab size / eos / pad from it). The artifact is the run dir:
 ``metrics.jsonl``, ``checkpoints/step-N/``, ``final/``. The seed is the flow's unless the stage
 config gives its own ``seed``.
+
+Resumable: when a flow is re-run after this stage was killed, the runner asks :func:`resume_point`
+for the latest complete checkpoint of the leftover run dir, and the stage continues with the
+trainer's own exact resume (``pretrain(..., resume=True)``), so the artifact equals an
+uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 
 from olmoflow.config import ConfigError
 from olmoflow.errors import OlmoflowError
-from olmoflow.flow.registry import StageContext, register_stage
+from olmoflow.flow.registry import ResumePoint, StageContext, register_stage
 from olmoflow.flow.stages._common import model_dir, plain
 
 #: TrainConfig keys the runner fills from inputs / the artifact dir; they are not part of the config
@@ -63,6 +68,20 @@ def train_config(config: dict[str, Any], inputs: dict[str, Path], out_dir: Path,
     return validate(TrainConfig, cfg, f"stage {ctx.stage}")
 
 
+def resume_point(config: dict[str, Any], out_dir: Path) -> ResumePoint | None:
+    """The checkpoint the trainer resumes from in ``out_dir`` (its own choice, ``latest_checkpoint``:
+    the newest ``step-N`` whose files match its manifest; a torn save has none and is skipped)."""
+    from olmoflow.config import validate
+    from olmoflow.train.checkpoint import latest_checkpoint
+    from olmoflow.train.config import TrainConfig
+
+    ckpt = latest_checkpoint(Path(out_dir) / "checkpoints")
+    if ckpt is None:
+        return None
+    total = validate(TrainConfig, {**config, "run_dir": str(out_dir)}, "pretrain config").total_steps()
+    return ResumePoint(step=int(ckpt.name.removeprefix("step-")), total=total, checkpoint=ckpt)
+
+
 def _tokenizer_ids(tok_dir: Path) -> dict[str, Any]:
     """vocab_size / eos / pad of a tokenizer dir, so the model matches the tokenizer."""
     from olmoflow.tokenizer import load_tokenizer
@@ -81,12 +100,16 @@ def _tokenizer_ids(tok_dir: Path) -> dict[str, Any]:
                 # rng.json holds python/numpy global RNG state (not derived from the seed, and not used
                 # by training); a checkpoint's manifest.json lists its sha256, so both are left out
                 volatile_files=("log.jsonl", "tensorboard/*", "checkpoints/*/rng.json", "checkpoints/*/manifest.json"),
-                volatile_keys={"metrics.jsonl": ("tokens_per_s",)})
+                volatile_keys={"metrics.jsonl": ("tokens_per_s",)}, resume_point=resume_point)
 def run(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
     from olmoflow.train import pretrain
+    from olmoflow.train.metrics import read_metrics
 
     cfg = train_config(config, inputs, out_dir, ctx)
-    metrics = plain(pretrain(cfg, quiet=ctx.quiet))
+    metrics = plain(pretrain(cfg, quiet=ctx.quiet, resume=ctx.resume_from is not None))
+    if ctx.resume_from is not None and "loss" not in metrics:  # killed after its last checkpoint: no step
+        last = (read_metrics(out_dir / "metrics.jsonl") or [{}])[-1]  # ran now, so take the last logged one
+        metrics = {**{k: v for k, v in last.items() if k != "tokens_per_s"}, **metrics}
     for k in ("run_dir", "checkpoint"):  # absolute paths: the manifest records the artifact instead
         metrics.pop(k, None)
     return metrics
