@@ -45,13 +45,13 @@ def test_bad_records_quarantined_and_counted(tmp_path):
     assert acc["quarantined"] == 6
     assert acc["quarantined_by_reason"] == {
         "empty_text": 1, "invalid_utf8": 1, "malformed_json": 1, "missing_text": 1, "too_large": 1,
-        "unreadable_file": 1,
+        "corrupt_file": 1,  # not gzip data at all, under a .gz name
     }
     q = _quarantine(out)
     by_reason = {r["reason"].split(" ")[0]: r for r in q}
     assert by_reason["malformed_json"]["line"] == 2 and by_reason["malformed_json"]["file"].endswith("mixed.jsonl")
     assert by_reason["too_large"]["line"] == 6
-    assert by_reason["unreadable_file"]["file"].endswith("corrupt.jsonl.gz")
+    assert by_reason["corrupt_file"]["file"].endswith("corrupt.jsonl.gz") and by_reason["corrupt_file"]["line"] == 1
     assert "quarantined **6**" in (out / "report.md").read_text()
 
 

@@ -123,6 +123,26 @@ def test_tokenize_quarantines_and_counts_bad_records(corpus, tmp_path, capsys):
     assert all(r["file"] == str(src) for r in recs)
 
 
+def test_tokenize_keeps_a_cut_zst_files_complete_documents_and_names_the_file(corpus, tmp_path, capsys):
+    """A .zst input cut mid-stream (a broken download) is reported as truncated_file, with a warning
+    naming it; the documents before the cut are tokenized, the cut-off last line is not."""
+    import zstandard
+
+    r, words = random.Random(1), vocab(300)
+    docs = [{"id": f"z{i}", "text": sentence_text(r, words, 60), "source": "prose"} for i in range(600)]  # 3 blocks
+    blob = zstandard.ZstdCompressor(level=3).compress("".join(json.dumps(d) + "\n" for d in docs).encode())
+    src = tmp_path / "prose.jsonl.zst"
+    src.write_bytes(blob[: len(blob) * 2 // 3])
+    k = b"".join(zstandard.ZstdDecompressor().read_to_iter(src.read_bytes())).count(b"\n")
+    meta = tokenize([corpus["files"][0], src], corpus["tok_dir"], tmp_path / "t", workers=2, quiet=True)
+    assert 0 < k < len(docs)
+    assert meta["n_docs"] == len(corpus["docs"]["code"]) + k and meta["sources"]["prose"] > 0
+    assert meta["quarantined_by_reason"] == {"truncated_file": 1}
+    (rec,) = [json.loads(x) for x in (tmp_path / "t" / "quarantine.jsonl").read_text().splitlines()]
+    assert rec["file"] == str(src) and rec["line"] == k + 1
+    assert f"warning: damaged input file {src}: truncated_file" in capsys.readouterr().err
+
+
 def test_mix_shows_a_token_progress_bar_on_stderr_and_quiet_silences_it(corpus, tmp_path, capsys):
     t = tmp_path / "t"
     tokenize(corpus["files"], corpus["tok_dir"], t, workers=1, quiet=True)

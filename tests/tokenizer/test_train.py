@@ -155,6 +155,28 @@ def test_reads_zst_text_and_directories_and_quarantines_bad_lines(tmp_path, docs
     ]
 
 
+def test_cut_or_empty_compressed_files_keep_texts_before_the_damage_and_are_named(tmp_path, docs_maker, capsys):
+    """A .jsonl.zst cut mid-stream and an empty .jsonl.gz do not stop training: the texts before
+    the damage are used, each file gets a truncated_file / corrupt_file record and a warning."""
+    docs = docs_maker(1500, seed=7)  # several 128 KB zstd blocks, so a cut leaves whole ones
+    data = "".join(json.dumps({"text": t}) + "\n" for t in docs).encode()
+    d = tmp_path / "in"
+    d.mkdir()
+    blob = zstandard.ZstdCompressor().compress(data)
+    (d / "a.jsonl.zst").write_bytes(blob[: len(blob) // 2])
+    k = b"".join(zstandard.ZstdDecompressor().read_to_iter(blob[: len(blob) // 2])).count(b"\n")
+    (d / "b.jsonl.gz").write_bytes(b"")  # empty: not even a gzip header
+    out = train_tokenizer([d], tmp_path / "tok", vocab_size=500, quiet=False)
+    info = json.loads((out / "train_info.json").read_text())
+    assert 0 < k < len(docs) and info["docs_read"] == k and info["quarantined"] == 2
+    bad = [json.loads(line) for line in (out / "quarantine.jsonl").read_text().splitlines()]
+    assert [(b["file"], b["line"], b["reason"].split()[0]) for b in bad] == [
+        (str(d / "a.jsonl.zst"), k + 1, "truncated_file"), (str(d / "b.jsonl.gz"), 1, "truncated_file")]
+    err = capsys.readouterr().err
+    for name in ("a.jsonl.zst", "b.jsonl.gz"):
+        assert f"warning: damaged input file {d / name}: truncated_file" in err
+
+
 def test_curate_output_dir_means_its_documents(tmp_path, corpus_dir, tok_dir):
     curated = tmp_path / "curate"
     (curated / "removed").mkdir(parents=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from olmoflow.config import config_hash
-from olmoflow.data.documents import Shard, expand_inputs
+from olmoflow.data.documents import Shard, damage_warning, expand_inputs
 from olmoflow.data.executors import make_executor
 from olmoflow.data.pipeline import WORK, plan_segments, run_pipeline
 from olmoflow.data.recipe import load_recipe
@@ -52,7 +53,8 @@ def curate(
     The recipe is validated completely before any work. Output: ``documents/``, ``attributes/``,
     ``removed/``, ``quarantine/``, ``stats.json``, ``report.md`` (+ PNG histograms,
     ``decontamination.json``). Rerunning the same command resumes an interrupted run. Returns the
-    summary written to ``stats.json``.
+    summary written to ``stats.json``. Each damaged input file (truncated or corrupt) is named in a
+    one-line warning on stderr and listed in ``damaged_files``.
     """
     rec = load_recipe(recipe, list(overrides), list(decontaminate))
     shards = expand_inputs(inputs, rec.files_per_shard)
@@ -75,7 +77,10 @@ def curate(
         "counters": dict(sorted(data["counters"].items())),
         "histograms": {k: dict(sorted(v.items(), key=lambda kv: float(kv[0])))
                        for k, v in sorted(data["histograms"].items())},
+        "damaged_files": data.get("damaged_files", []),
     }
+    for rec in summary["damaged_files"]:  # in the driver, so local and Ray runs (and resumes) say the same
+        print(damage_warning(rec), file=sys.stderr)
     decon_steps = [s.name for s in steps if s.cfg.step == "decontaminate" and getattr(s.cfg, "eval_files", None)]
     if decon_steps:
         summary["decontamination"] = decontamination_report(output, decon_steps)

@@ -3,6 +3,8 @@
 A document is a plain dict with the Dolma fields ``id``, ``text``, ``source``, ``added``,
 ``created``, ``metadata`` (the pipeline adds ``attributes`` while it runs). Readers never raise on a
 bad record: they yield ``(None, quarantine_record)`` so the caller counts and keeps it, and go on.
+A damaged file (cut short, or not decodable from some point on) keeps the records before the damage
+and ends with one ``truncated_file`` / ``corrupt_file`` record naming where it stopped.
 Memory is bounded: lines longer than ``max_doc_bytes`` are skipped in chunks, never loaded whole.
 """
 
@@ -12,13 +14,17 @@ import gzip
 import io
 import json
 import os
-from collections.abc import Iterator
+import sys
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 DOC_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".parquet")
 DEFAULT_MAX_DOC_BYTES = 16 * 1024 * 1024
+#: quarantine reasons of a file that is damaged from some point on (the records before it are kept)
+DAMAGE_REASONS = ("truncated_file", "corrupt_file")
 
 Record = tuple[dict[str, Any] | None, dict[str, Any] | None]
 
@@ -28,15 +34,105 @@ def is_doc_file(path: str | Path) -> bool:
     return str(path).endswith(DOC_SUFFIXES)
 
 
-def _open_binary(path: Path) -> io.BufferedIOBase:
+class DamagedFile(Exception):
+    """A file cut short (``truncated_file``) or not decodable (``corrupt_file``) from some point on."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason} ({detail})")
+        self.reason = reason
+
+
+class _Decompressed(io.RawIOBase):
+    """The decompressed bytes of a .gz or .zst file, member after member (frame after frame).
+
+    Python's gzip module raises EOFError at a cut, but zstandard's stream reader just stops, so a cut
+    .zst file would read as a shorter valid one. Here both formats are decoded with their
+    ``decompressobj``, which says whether the frame being read has reached its end (``eof``): input
+    that runs out inside a frame raises DamagedFile(truncated_file), a decoding error (bad data, bad
+    checksum) DamagedFile(corrupt_file), both naming the byte offset in the file. Everything decoded
+    before is returned first. Input is fed in 1 KiB pieces, so one read's output stays bounded even
+    for extreme compression ratios (at most ~1 MiB for gzip, 32 MiB for all-repeat zstd blocks).
+    """
+
+    _FEED = 1024
+
+    def __init__(self, file: BinaryIO, new_frame: Callable[[], Any], errors: tuple[type[Exception], ...],
+                 padding: bytes = b""):
+        super().__init__()
+        self._file, self._new_frame, self._errors, self._padding = file, new_frame, errors, padding
+        self._frame: Any = None  # decompressor of the frame being read; None between frames
+        self._frames = 0  # frames started
+        self._pending = b""  # input read past the end of the last frame
+        self._out = memoryview(b"")  # decoded, not yet returned
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._out:
+            data = self._pending or self._file.read(self._FEED)
+            self._pending = b""
+            if not data:
+                if not self._frames:
+                    raise DamagedFile("truncated_file", "empty file, no compressed data")
+                if self._frame is not None:
+                    raise DamagedFile("truncated_file", f"the data ends inside a compressed frame, at byte "
+                                                        f"{self._file.tell()}")
+                return 0
+            if self._frame is None:
+                if self._frames and self._padding:  # gzip allows zero padding after a member
+                    data = data.lstrip(self._padding)
+                    if not data:
+                        continue
+                self._frame, self._frames = self._new_frame(), self._frames + 1
+            try:
+                self._out = memoryview(self._frame.decompress(data))
+            except self._errors as e:
+                raise DamagedFile("corrupt_file", f"{type(e).__name__}: {e}, before byte {self._file.tell()}") from None
+            if self._frame.eof:
+                self._pending, self._frame = self._frame.unused_data, None
+        n = min(len(b), len(self._out))
+        b[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def open_compressed(path: str | Path, file: BinaryIO | None = None) -> BinaryIO:
+    """Read a plain, .gz or .zst file as (decompressed) bytes; ``file`` is ``path`` already opened.
+
+    Reads raise :class:`DamagedFile` where a compressed file is cut short or stops decoding; all
+    that decoded before that point is read normally. This is the one place that opens document
+    files, so every reader (curate, tokenize, tokenizer training) treats damage the same way.
+    """
+    raw = file if file is not None else open(path, "rb")
     name = str(path)
     if name.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    if name.endswith(".zst"):
+        stream = _Decompressed(raw, lambda: zlib.decompressobj(wbits=31), (zlib.error,), padding=b"\0")
+    elif name.endswith(".zst"):
         import zstandard
 
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")))
-    return open(path, "rb")
+        stream = _Decompressed(raw, zstandard.ZstdDecompressor().decompressobj, (zstandard.ZstdError,))
+    else:
+        return raw  # type: ignore[return-value]
+    return io.BufferedReader(stream, 1 << 16)  # type: ignore[return-value]
+
+
+def is_damage(rec: dict[str, Any]) -> bool:
+    """True for the quarantine record of a damaged file (as opposed to one bad record)."""
+    return rec["reason"].split(" ")[0] in DAMAGE_REASONS
+
+
+def damage_warning(rec: dict[str, Any]) -> str:
+    """The one-line warning for a damaged file's quarantine record: which file, what, what was kept."""
+    line = rec.get("line") or 1
+    kept = f"the records before line {line} were kept" if line > 1 else "no record could be read"
+    if line > 1 and rec["reason"].startswith("corrupt_file"):
+        kept += " (corruption may show only after it starts, e.g. at a checksum: some may be altered)"
+    return f"warning: damaged input file {rec['file']}: {rec['reason']}; {kept}, the rest of the file is lost"
 
 
 def _quarantine(file: str, line: int | None, reason: str, raw: Any = None) -> dict[str, Any]:
@@ -88,12 +184,13 @@ def check_doc(obj: Any, file: str, line: int | None) -> Record:
 
 
 def read_jsonl(path: str | Path, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[Record]:
-    """Stream a (possibly .gz/.zst) Dolma JSONL file; bad lines and I/O errors become quarantine records."""
+    """Stream a (possibly .gz/.zst) Dolma JSONL file; bad lines, damage and I/O errors become quarantine
+    records. At damage, the line being read when it showed (possibly cut off) is part of the damage."""
     path = Path(path)
     name = str(path)
     lineno = 0
     try:
-        with _open_binary(path) as f:
+        with open_compressed(path) as f:
             while True:
                 raw = f.readline(max_doc_bytes + 1)
                 if not raw:
@@ -126,9 +223,9 @@ def read_jsonl(path: str | Path, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> 
                         yield None, _quarantine(name, lineno, f"invalid_unicode (lone surrogate in {bad})", line[:200])
                         continue
                 yield check_doc(obj, name, lineno)
-    except (OSError, EOFError, ValueError) as e:
-        yield None, _quarantine(name, lineno + 1 if lineno else None, f"unreadable_file ({type(e).__name__}: {e})")
-    except Exception as e:  # zstd errors and friends: still the file's fault, not the run's
+    except DamagedFile as e:
+        yield None, _quarantine(name, lineno + 1, str(e))
+    except Exception as e:  # I/O errors and friends: still the file's fault, not the run's
         yield None, _quarantine(name, lineno + 1 if lineno else None, f"unreadable_file ({type(e).__name__}: {e})")
 
 
@@ -150,7 +247,24 @@ def read_parquet(path: str | Path, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -
                     continue
                 yield check_doc(obj, name, row)
     except Exception as e:
-        yield None, _quarantine(name, row + 1, f"unreadable_file ({type(e).__name__}: {e})")
+        yield None, _quarantine(name, row + 1, _parquet_error(name, e))
+
+
+def _parquet_error(path: str, e: Exception) -> str:
+    """Quarantine reason for a Parquet file that stopped reading. Parquet keeps its schema and row
+    group index in a footer ending with ``PAR1``: a file without it was cut short (nothing in it can
+    be found), one with it whose data fails to decode is corrupt. An error from the OS (missing
+    file, no permission: ``errno`` set) is just unreadable."""
+    if isinstance(e, OSError) and e.errno is not None:
+        return f"unreadable_file ({type(e).__name__}: {e})"
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(f.tell() - 4, 0))
+            whole = f.tell() >= 8 and f.read() == b"PAR1"
+    except OSError:
+        whole = False
+    return f"{'corrupt_file' if whole else 'truncated_file'} ({type(e).__name__}: {e})"
 
 
 def read_text_files(
@@ -347,11 +461,14 @@ def write_jsonl(path: str | Path, docs: list[dict[str, Any]] | Iterator[dict[str
 
 
 def iter_docs(path: str | Path, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[dict[str, Any]]:
-    """Good documents only, from one JSONL/Parquet file (bad records are skipped)."""
+    """Good documents only, from one JSONL/Parquet file (bad records are skipped; a damaged file is
+    named in a warning on stderr, since the documents after the damage are missing)."""
     reader = read_parquet(path, max_doc_bytes) if str(path).endswith(".parquet") else read_jsonl(path, max_doc_bytes)
-    for doc, _bad in reader:
+    for doc, bad in reader:
         if doc is not None:
             yield doc
+        elif is_damage(bad):  # type: ignore[arg-type]
+            print(damage_warning(bad), file=sys.stderr)  # type: ignore[arg-type]
 
 
 def list_doc_files(inputs: str | Path | list[str | Path]) -> list[Path]:

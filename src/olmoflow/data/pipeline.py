@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from olmoflow.data.documents import JsonlWriter, Shard, read_jsonl
+from olmoflow.data.documents import JsonlWriter, Shard, is_damage, read_jsonl
 from olmoflow.data.recipe import Recipe
 from olmoflow.data.stats import Stats
 from olmoflow.data.steps import Context, GlobalStep, Step
@@ -164,6 +164,8 @@ def run_segment_task(spec: RunSpec, seg_index: int, shard_index: int) -> dict[st
                         stats.global_incr("records_read")
                         stats.global_incr("quarantined")
                         stats.global_incr(f"quarantined:{bad['reason'].split(' ')[0]}")
+                        if is_damage(bad):
+                            stats.damaged_file(bad)
                         quarantine_w.write(bad)
                         continue
                     stats.global_incr("records_read")
@@ -298,7 +300,9 @@ def run_pipeline(
     from olmoflow.config import config_hash
 
     rec = recipe.to_dict()
-    run_hash = config_hash({"recipe": rec, "inputs": input_fingerprint, "files": _recipe_files(rec), "v": 1})
+    # v: the reader/task-output version; v2 reports damaged (truncated/corrupt) input files, so work
+    # left by an older version is not mixed with new results
+    run_hash = config_hash({"recipe": rec, "inputs": input_fingerprint, "files": _recipe_files(rec), "v": 2})
     work = output / WORK
     run_file = work / "run.json"
     if run_file.exists():

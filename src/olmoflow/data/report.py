@@ -92,6 +92,9 @@ def write_report(output: Path, summary: dict[str, Any], step_order: list[str]) -
         lines += [f"Upsampling added {acc['extra_copies_from_upsampling']} extra copies (not counted above).", ""]
     if acc["quarantined_by_reason"]:
         lines += ["Quarantined by reason: " + ", ".join(f"{k}: {v}" for k, v in acc["quarantined_by_reason"].items()), ""]
+    if summary.get("damaged_files"):
+        lines += ["Damaged input files (records before the damage kept, the rest of the file missing):", ""]
+        lines += [f"- `{d['file']}` line {d['line']}: {d['reason']}" for d in summary["damaged_files"]] + [""]
     lines += [
         "## Steps",
         "",

@@ -1,6 +1,8 @@
-"""The stats object every step shares: docs and bytes in/out, removals by reason, counters.
+"""The stats object every step shares: docs and bytes in/out, removals by reason, counters, and the
+damaged input files (truncated or corrupt) met while reading.
 
-Stats are plain nested dicts so they pickle to workers, merge by summing, and dump to JSON.
+Stats are plain nested dicts so they pickle to workers, merge by summing (the damaged-file list by
+appending, in task order), and dump to JSON.
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ class Stats:
         for k, v in values.items():
             h[str(k)] = h.get(str(k), 0) + int(v)
 
+    def damaged_file(self, rec: dict[str, Any]) -> None:
+        """Record a damaged input file (its quarantine record), so the driver can name it in warnings."""
+        self.data.setdefault("damaged_files", []).append(rec)
+
     def merge(self, other: Stats | dict[str, Any]) -> Stats:
         o = other.data if isinstance(other, Stats) else other
         for name, s in o.get("steps", {}).items():
@@ -73,6 +79,8 @@ class Stats:
             self.global_incr(k, v)
         for k, h in o.get("histograms", {}).items():
             self.add_histogram(k, h)
+        for rec in o.get("damaged_files", []):
+            self.damaged_file(rec)
         return self
 
     def to_dict(self) -> dict[str, Any]:

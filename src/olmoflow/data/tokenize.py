@@ -4,13 +4,16 @@ Each input file is one task; its documents are split by ``source`` and written a
 ``<source>-<file index>.bin`` (headerless uint16/uint32, EOS after every document) plus
 ``.idx.npy`` (int64 document start offsets). Output bytes do not depend on the worker count.
 Bad input records (malformed JSON, missing text, invalid UTF-8 or Unicode, ...) are skipped, counted
-in ``meta.json`` (``quarantined``, ``quarantined_by_reason``) and listed in ``quarantine.jsonl``.
+in ``meta.json`` (``quarantined``, ``quarantined_by_reason``) and listed in ``quarantine.jsonl``; a
+damaged (truncated or corrupt) input file keeps its documents before the damage and is named in a
+warning on stderr.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -18,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from olmoflow.data.documents import dumps, list_doc_files, read_jsonl, read_parquet
+from olmoflow.data.documents import damage_warning, dumps, is_damage, list_doc_files, read_jsonl, read_parquet
 from olmoflow.errors import OlmoflowError
 
 FORMAT = "olmoflow-tokens-v1"
@@ -148,6 +151,9 @@ def tokenize(
                         prog.advance(task)
     shards = [s for r, _ in results for s in r]
     bad = [q for _, qs in results for q in qs]
+    for q in bad:
+        if is_damage(q):
+            print(damage_warning(q), file=sys.stderr)
     by_reason = Counter(q["reason"].split(" ")[0] for q in bad)  # "malformed_json (detail)" -> reason
     qpath = out / "quarantine.jsonl"
     if bad:

@@ -9,19 +9,20 @@
   ``stats.json``) means its ``documents/``.
 
 Bad JSONL lines (malformed JSON, missing or non-string ``text``, invalid UTF-8, lone surrogates) are not fatal: they
-are counted and returned as quarantine records with file, line and reason.
+are counted and returned as quarantine records with file, line and reason. So is a damaged compressed
+file (cut short or corrupt, detected by :func:`olmoflow.data.documents.open_compressed`): the texts
+before the damage are kept and one ``truncated_file`` / ``corrupt_file`` record names where it stopped.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from olmoflow.data.documents import DamagedFile, open_compressed
 from olmoflow.errors import OlmoflowError
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
@@ -59,14 +60,16 @@ def resolve_inputs(inputs: list[Path]) -> list[Path]:
     return files
 
 
-def _open(path: Path, raw: BinaryIO) -> BinaryIO:
-    if path.name.endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
-    if path.name.endswith(".zst"):
-        import zstandard
+class _Lines:
+    """The lines of ``f`` numbered from 1; ``n`` is the number of the last line read (where damage showed)."""
 
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw))  # type: ignore[return-value]
-    return raw
+    def __init__(self, f: BinaryIO):
+        self.f, self.n = f, 0
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        for raw in self.f:
+            self.n += 1
+            yield self.n, raw
 
 
 @dataclass
@@ -86,27 +89,29 @@ def iter_texts(
     for path in files:
         try:
             with open(path, "rb") as raw:
-                f = _open(path, raw)
+                lines = _Lines(open_compressed(path, raw))
                 reader = _jsonl if _is_jsonl(path) else _paragraphs
-                for n, text in enumerate(reader(path, f, stats)):
+                for n, text in enumerate(reader(path, lines, stats)):
                     stats.n_docs += 1
                     stats.n_bytes += len(text.encode("utf-8"))
                     if on_progress is not None and n % 256 == 0:
                         on_progress(done + raw.tell())
                     yield text
-                done += path.stat().st_size
-                if on_progress is not None:
-                    on_progress(done)
+        except DamagedFile as e:  # keep what came before, like the data pipeline; the caller warns
+            stats.quarantined.append({"file": str(path), "line": lines.n + 1, "reason": str(e)})
         except (OSError, EOFError) as e:
             raise OlmoflowError(f"{path}: cannot read: {e}") from None
-        except Exception as e:  # zstd/gzip stream corruption
+        except Exception as e:
             if isinstance(e, OlmoflowError):
                 raise
             raise OlmoflowError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+        done += path.stat().st_size
+        if on_progress is not None:
+            on_progress(done)
 
 
-def _jsonl(path: Path, f: BinaryIO, stats: CorpusStats) -> Iterator[str]:
-    for lineno, raw in enumerate(f, start=1):
+def _jsonl(path: Path, lines: _Lines, stats: CorpusStats) -> Iterator[str]:
+    for lineno, raw in lines:
         if not raw.strip():
             continue
         try:
@@ -133,10 +138,10 @@ def _jsonl(path: Path, f: BinaryIO, stats: CorpusStats) -> Iterator[str]:
             yield text
 
 
-def _paragraphs(path: Path, f: BinaryIO, stats: CorpusStats) -> Iterator[str]:
+def _paragraphs(path: Path, lines: _Lines, stats: CorpusStats) -> Iterator[str]:
     buf: list[str] = []
     has_text = False  # buf holds a non-blank line
-    for lineno, raw in enumerate(f, start=1):
+    for lineno, raw in lines:
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:

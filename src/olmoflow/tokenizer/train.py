@@ -21,6 +21,7 @@ from typing import Any
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from olmoflow.data.documents import damage_warning, is_damage
 from olmoflow.errors import OlmoflowError
 from olmoflow.tokenizer.chat import CHAT_TEMPLATE
 from olmoflow.tokenizer.corpus import CorpusStats, iter_texts, resolve_inputs
@@ -174,6 +175,9 @@ def train_tokenizer(
     quarantine = out_dir / "quarantine.jsonl"
     if stats.quarantined:
         quarantine.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in stats.quarantined))
+        for q in stats.quarantined:
+            if is_damage(q):
+                console.print(damage_warning(q), soft_wrap=True, markup=False, highlight=False)
         first = stats.quarantined[0]
         console.print(
             f"[yellow]warning:[/] skipped {len(stats.quarantined)} bad record(s), e.g. "
