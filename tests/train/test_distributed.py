@@ -24,9 +24,10 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 def test_fsdp_two_processes_match_one_and_resume_on_one(tmp_path):
     data = write_token_dataset(tmp_path / "tok", {"web": random_docs(200, 0), "code": random_docs(80, 1)})
     # 256 tokens/step = seq 32 × micro 2 × accum 2 × 2 processes (accum 4 on one process); grad norms
-    # are ~1-2, so clipping at 0.5 acts every step and needs the global norm over both shards
+    # are ~1-2, so clipping at 0.5 acts every step and needs the global norm over both shards. The
+    # fused loss (chunks of 24 of a micro batch's 64 tokens) runs inside the FSDP root's forward.
     base = tiny_config(tmp_path / "fsdp", data, steps=6, global_batch_tokens=256, checkpoint={"every": 3},
-                       optimizer={"lr": 3e-3, "grad_clip": 0.5})
+                       optimizer={"lr": 3e-3, "grad_clip": 0.5}, loss_impl="fused", loss_chunk_tokens=24)
     cfg_file = tmp_path / "cfg.yaml"
     cfg_file.write_text(yaml.safe_dump(base))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

@@ -2,9 +2,10 @@
 
 from olmoflow.model.config import PRESETS, ModelConfig, YarnConfig, default_layer_types, get_preset
 from olmoflow.model.io import ModelLoadError, load, save
-from olmoflow.model.olmo import KVCache, Olmo, lm_loss
+from olmoflow.model.olmo import LOSS_CHUNK, KVCache, Olmo, fused_lm_loss, lm_loss
 
 __all__ = [
+    "LOSS_CHUNK",
     "PRESETS",
     "KVCache",
     "ModelConfig",
@@ -12,6 +13,7 @@ __all__ = [
     "Olmo",
     "YarnConfig",
     "default_layer_types",
+    "fused_lm_loss",
     "get_preset",
     "lm_loss",
     "load",

@@ -27,6 +27,9 @@ from olmoflow.model.attention import (
 from olmoflow.model.config import ModelConfig
 from olmoflow.model.rope import Rotary, apply_rotary
 
+#: rows of logits the fused loss materialises at a time (``Olmo.forward(labels=...)``, ``fused_lm_loss``)
+LOSS_CHUNK = 1024
+
 
 class _RMSNormFn(torch.autograd.Function):
     """RMSNorm with an analytic backward, ``dx = r · (g·w − x̂ · mean(g·w · x̂))``, ``dw = Σ g · x̂``
@@ -203,14 +206,27 @@ class Olmo(nn.Module):
         attention_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
         logits_to_keep: int = 0,
-    ) -> torch.Tensor:
-        """Logits for ``input_ids`` [B, T] (only the last ``logits_to_keep`` positions when > 0).
+        labels: torch.Tensor | None = None,
+        z_loss: float = 1e-5,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        loss_chunk: int = LOSS_CHUNK,
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits for ``input_ids`` [B, T] (only the last ``logits_to_keep`` positions when > 0); or,
+        given ``labels``, the training loss without logits.
 
         doc_ids: [B, T] document index per token for packed sequences: attention stays within a
             document and positions restart at 0 for each document.
         attention_mask: [B, T] 1 for real tokens, 0 for padding (e.g. left-padded batches).
         cache: a KVCache for incremental decoding; positions continue from what it holds.
+        labels: [B, T] next-token targets (``ignore_index`` = no loss). Then the return value is
+            ``(loss, {"ce", "z", "n_tokens"})`` exactly as ``lm_loss(self(input_ids), labels, z_loss,
+            ignore_index, reduction)`` would give, computed by :func:`fused_lm_loss` in chunks of
+            ``loss_chunk`` rows, so the [B·T, vocab] logits never exist. It lives in ``forward`` (not
+            a separate method) so that FSDP's hooks have the head weight unsharded when it runs.
         """
+        if labels is not None and logits_to_keep > 0:
+            raise ValueError("logits_to_keep cannot be combined with labels (the loss needs every position)")
         b, t = input_ids.shape
         dev = input_ids.device
         valid = attention_mask.bool() if attention_mask is not None else None
@@ -235,6 +251,9 @@ class Olmo(nn.Module):
             cache.end(t)
         if logits_to_keep > 0:
             x = x[:, -logits_to_keep:]
+        if labels is not None:
+            return fused_lm_loss(self.norm(x), self.lm_head.weight, labels, z_loss=z_loss,
+                                 ignore_index=ignore_index, reduction=reduction, chunk_size=loss_chunk)
         return self.lm_head(self.norm(x))
 
     def num_params(self) -> int:
@@ -431,4 +450,113 @@ def lm_loss(
         denom = n.clamp(min=1)
         ce, z = ce / denom, z / denom
     loss = ce + z_loss * z
+    return loss, {"ce": ce.detach(), "z": z.detach(), "n_tokens": n.detach()}
+
+
+class _FusedLinearCrossEntropyZLoss(torch.autograd.Function):
+    """Sums over valid rows of cross-entropy and logsumexp² of ``h Wᵀ``, and their gradients, one
+    chunk of rows at a time: only [chunk, V] logits ever exist (float32, whatever h and W are).
+
+    The gradient is computed in ``forward``, right after each chunk's loss, from
+    d/dlogits = softmax · (1 + 2·z_loss·lse) − onehot (valid rows only), so ``backward`` only
+    scales the stored dh [N, d] and dW [V, d] by the incoming gradient (in place: it can run once).
+    dW is accumulated over chunks in float32. Returns ``(ce_sum + z_loss·z_sum, ce_sum, z_sum)``;
+    only the first is differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, h, w, labels, valid, z_loss: float, chunk_size: int, with_grad: bool):
+        need_h, need_w = with_grad and ctx.needs_input_grad[0], with_grad and ctx.needs_input_grad[1]
+        ce = torch.zeros((), dtype=torch.float32, device=h.device)
+        z = torch.zeros_like(ce)
+        dh = torch.empty_like(h) if need_h else None
+        dw = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if need_w else None
+        with torch.autocast(h.device.type, enabled=False):  # dtypes are chosen by fused_lm_loss
+            for s in range(0, h.shape[0], chunk_size):
+                rows = slice(s, s + chunk_size)
+                _loss_chunk(h[rows], w, labels[rows], valid[rows], z_loss, ce, z,
+                            None if dh is None else dh[rows], dw)
+        ctx.grads = (dh, None if dw is None else dw.to(w.dtype))
+        ctx.mark_non_differentiable(ce, z)
+        return ce + z_loss * z, ce, z
+
+    @staticmethod
+    def backward(ctx, g, _g_ce, _g_z):
+        if ctx.grads is None:
+            raise RuntimeError("the fused LM loss frees its stored gradients: backward can run only once")
+        dh, dw = ctx.grads
+        ctx.grads = None
+        return (None if dh is None else dh.mul_(g), None if dw is None else dw.mul_(g),
+                None, None, None, None, None)
+
+
+def _loss_chunk(h, w, labels, valid, z_loss: float, ce, z, dh, dw) -> None:
+    """One chunk of ``_FusedLinearCrossEntropyZLoss``: adds its ce and lse² sums to ``ce``, ``z``;
+    writes its dh rows into ``dh`` and adds its dW to ``dw`` (each when not None).
+
+    The float32 logits are the only [chunk, V] buffer: exp(logits − max) and then the gradient
+    overwrite them in place. A function of its own so that the buffer is freed before the next
+    chunk allocates its own."""
+    logits = (h @ w.T).float()
+    idx = labels.clamp(min=0)[:, None]
+    target = logits.gather(1, idx)[:, 0]
+    row_max = logits.amax(-1)
+    e = logits.sub_(row_max[:, None]).exp_()
+    sum_e = e.sum(-1)
+    lse = sum_e.log().add_(row_max)
+    vf = valid.float()
+    ce += ((lse - target) * vf).sum()
+    z += (lse.pow(2) * vf).sum()
+    if dh is None and dw is None:
+        return
+    # softmax · (1 + 2·z_loss·lse) − onehot, on valid rows only
+    grad = e.mul_(((1 + 2 * z_loss * lse) * vf / sum_e)[:, None])
+    grad = grad.scatter_add_(1, idx, -vf[:, None]).to(w.dtype)
+    if dh is not None:
+        torch.mm(grad, w, out=dh)
+    if dw is not None:
+        if dw.dtype == grad.dtype:
+            dw.addmm_(grad.T, h)
+        else:  # low-precision GEMM, float32 accumulation over chunks
+            dw += (grad.T @ h).float()
+
+
+def fused_lm_loss(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    z_loss: float = 1e-5,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    chunk_size: int = LOSS_CHUNK,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``lm_loss(h @ weight.T, labels, ...)`` without materialising the logits: the LM head, the
+    float32 cross-entropy + z_loss · logsumexp² and their gradients run ``chunk_size`` rows at a time.
+
+    h: [..., d] final normed hidden states; weight: [V, d] head weight; labels: [...]. Under
+    autocast the head's GEMMs use the autocast dtype (as ``lm_head`` + ``lm_loss`` do), otherwise
+    the inputs' dtype; softmax and the sums are float32 and gradients come back in the inputs'
+    dtypes. The gradients are computed during this call (the backward pass only scales them), so
+    peak memory is one [chunk_size, V] float32 buffer plus a float32 dW, instead of about three
+    [N, V] buffers. Returns
+    ``(loss, {"ce", "z", "n_tokens"})`` like :func:`lm_loss`; under ``torch.no_grad`` no gradient
+    work is done.
+    """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    dev = h.device.type
+    dtype = (torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev)
+             else torch.promote_types(h.dtype, weight.dtype))
+    h, weight = h.reshape(-1, h.shape[-1]).to(dtype), weight.to(dtype)
+    labels = labels.reshape(-1)
+    valid = labels != ignore_index
+    with_grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)
+    loss, ce, z = _FusedLinearCrossEntropyZLoss.apply(h, weight, labels, valid, float(z_loss), int(chunk_size),
+                                                      with_grad)
+    n = valid.sum()
+    if reduction == "mean":
+        denom = n.clamp(min=1)
+        loss, ce, z = loss / denom, ce / denom, z / denom
     return loss, {"ce": ce.detach(), "z": z.detach(), "n_tokens": n.detach()}

@@ -146,6 +146,11 @@ class TrainConfig(Config):
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     activation_checkpointing: bool = False
     compile: bool = False
+    #: "fused": the model computes LM head + loss + their gradients in chunks of
+    #: ``loss_chunk_tokens`` rows and never holds the [tokens, vocab] logits; "logits": the plain
+    #: ``lm_loss(model(ids), labels)``. Same losses and gradients within float32 rounding.
+    loss_impl: Literal["fused", "logits"] = "fused"
+    loss_chunk_tokens: int = Field(1024, gt=0)
     #: log to TensorBoard too (only if the tensorboard package is installed)
     tensorboard: bool = False
     log_every: int = Field(1, gt=0)

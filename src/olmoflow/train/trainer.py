@@ -66,13 +66,15 @@ def _load_data(paths: list[str], vocab_size: int, key: str):
 def estimate_memory(model_cfg, cfg: TrainConfig, world_size: int, bf16: bool) -> dict[str, float]:
     """Rough peak memory per process in GiB: fp32 weights + grads + AdamW moments (sharded over
     processes) plus activations of one micro batch (bf16 if ``bf16``; blocks only keep their input
-    under activation checkpointing) and the fp32 logits + their gradient."""
+    under activation checkpointing) and the fp32 logits + their gradient (of one chunk of
+    ``loss_chunk_tokens`` rows with the fused loss)."""
     p = model_cfg.num_params()
     b, t, d, n_layers, v = cfg.micro_batch, cfg.seq_len, model_cfg.d_model, model_cfg.n_layers, model_cfg.vocab_size
     act_bytes = 2 if bf16 else 4
     per_block = 17 * b * t * d * act_bytes + 4 * b * t * model_cfg.mlp_hidden * act_bytes
     acts = (n_layers * b * t * d * act_bytes + per_block) if cfg.activation_checkpointing else n_layers * per_block
-    logits = b * t * v * (4 + 4 + act_bytes)
+    rows = min(b * t, cfg.loss_chunk_tokens) if cfg.loss_impl == "fused" else b * t
+    logits = rows * v * (4 + 4 + act_bytes)
     states = 16 * p / world_size
     gib = 1024**3
     return {
@@ -280,10 +282,16 @@ class Trainer:
 
         ids = batch["input_ids"].to(self.device)
         doc_ids = batch["doc_ids"].to(self.device) if "doc_ids" in batch else None
-        with self._autocast():
-            logits = self.model(ids, doc_ids=doc_ids)
-        loss, parts = lm_loss(logits, batch["labels"].to(self.device), z_loss=self.cfg.optimizer.z_loss,
-                              ignore_index=IGNORE_INDEX, reduction="sum")
+        labels = batch["labels"].to(self.device)
+        loss_kw = dict(z_loss=self.cfg.optimizer.z_loss, ignore_index=IGNORE_INDEX, reduction="sum")
+        if self.cfg.loss_impl == "fused":  # inside the model's forward: FSDP has the head unsharded
+            with self._autocast():
+                loss, parts = self.model(ids, doc_ids=doc_ids, labels=labels, loss_chunk=self.cfg.loss_chunk_tokens,
+                                         **loss_kw)
+        else:
+            with self._autocast():
+                logits = self.model(ids, doc_ids=doc_ids)
+            loss, parts = lm_loss(logits, labels, **loss_kw)
         return loss, parts["ce"], parts["z"]
 
     def _my_micro_batches(self) -> tuple[list[dict[str, torch.Tensor]], DataPosition]:
