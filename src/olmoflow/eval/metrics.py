@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["pass_at_k", "extract_last_number", "extract_boxed", "extract_final_answer", "normalize_latex", "normalize_final_answer", "numbers_equal", "bits_per_byte", "mean"]
+__all__ = ["pass_at_k", "extract_last_number", "extract_boxed", "extract_final_answer", "normalize_latex",
+           "normalize_final_answer", "numbers_equal", "math_equal", "bits_per_byte", "mean"]
 
 _NUM_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
@@ -114,6 +115,25 @@ def numbers_equal(pred: str | None, gold: str) -> bool:
         return True
     mpn, mgn = _as_number(mp), _as_number(mg)
     return mpn is not None and mgn is not None and math.isclose(mpn, mgn, rel_tol=0, abs_tol=1e-9)
+
+
+def math_equal(pred: str | None, gold: str) -> bool:
+    """OLMES' ``exact_match_flex`` for Minerva MATH: :func:`numbers_equal`, or — the step that
+    function leaves out — Minerva's sympy ``is_equiv`` on the Minerva-normalised answers
+    (``2\\sqrt{2}`` == ``\\sqrt{8}``, ``x+1`` == ``1+x``; see :mod:`olmoflow.eval.symbolic`)."""
+    from olmoflow.eval.symbolic import MAX_CHARS, symbolic_equal
+
+    if pred is None:
+        return False
+    if numbers_equal(pred, gold):
+        return True
+    if max(len(pred), len(gold)) > 2 * MAX_CHARS:  # sympy would refuse it; normalising it is slow
+        return False
+    try:
+        p, g = normalize_final_answer(pred), normalize_final_answer(gold)
+    except Exception:  # noqa: BLE001 - odd input: not equal
+        return False
+    return symbolic_equal(p, g)
 
 
 # ---- Hendrycks et al. (2021) MATH normalisation (lm-eval hendrycks_math/utils.py strip_string)

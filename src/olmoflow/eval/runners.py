@@ -19,13 +19,14 @@ from olmoflow.eval.metrics import (
     bits_per_byte,
     extract_final_answer,
     extract_last_number,
+    math_equal,
     mean,
     numbers_equal,
     pass_at_k,
 )
 from olmoflow.eval.tasks import LETTERS, Task, fewshot_examples, fewshot_prefix
 
-__all__ = ["run_task", "score_code", "n_requests", "PMI_CONTEXT"]
+__all__ = ["run_task", "score_code", "n_requests", "aggregate", "PMI_CONTEXT"]
 
 Progress = Callable[[int], None] | None
 PMI_CONTEXT = "Answer:"
@@ -33,6 +34,31 @@ PMI_CONTEXT = "Answer:"
 
 def _argmax(xs: list[float]) -> int:
     return max(range(len(xs)), key=lambda i: (xs[i], -i))  # first of ties
+
+
+def aggregate(scores: dict[str, list[float]], docs: list[dict[str, Any]]) -> dict[str, float]:
+    """Per-item scores -> task metrics.
+
+    A task whose docs carry a ``subject`` (MMLU, the Minerva MATH subsets) is reported as OLMES
+    reports such suites (``TASK_SUITE_CONFIGS[...]["primary_metric"] = "macro"``): each metric is
+    the mean of the per-subject means, so every subject weighs the same. ``<metric>_micro`` is
+    the mean over all items, lm-eval's group score (its ``mmlu`` weights subjects by size) —
+    compare that one with lm-eval. Other tasks: plain means."""
+    subjects = [d.get("subject") for d in docs]
+    if all(s is None for s in subjects):
+        return {k: mean(v) for k, v in scores.items()}
+    macro, micro = {}, {}
+    for k, v in scores.items():
+        by_subject: dict[Any, list[float]] = defaultdict(list)
+        for s, x in zip(subjects, v):
+            by_subject[s].append(x)
+        macro[k] = mean([mean(xs) for xs in by_subject.values()])
+        micro[f"{k}_micro"] = mean(v)
+    return macro | micro
+
+
+def _with_subject(item: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
+    return item | {"subject": doc["subject"]} if "subject" in doc else item
 
 
 def n_requests(task: Task, docs: list[dict[str, Any]]) -> int:
@@ -81,9 +107,9 @@ def run_rc(task, lm, docs, pool, seed, progress):
         }
         for name, p in preds.items():
             correct[name].append(float(p == d["gold"]))
-        items.append({"id": d["id"], "gold": d["gold"], "loglikelihoods": ll, "unconditional": unc,
-                      "n_tokens": ntok, "pred": preds})
-    return {f"acc_{k}": mean(v) for k, v in correct.items()}, items
+        items.append(_with_subject({"id": d["id"], "gold": d["gold"], "loglikelihoods": ll, "unconditional": unc,
+                                    "n_tokens": ntok, "pred": preds}, d))
+    return aggregate({f"acc_{k}": v for k, v in correct.items()}, docs), items
 
 
 def run_mc(task, lm, docs, pool, seed, progress):
@@ -99,8 +125,8 @@ def run_mc(task, lm, docs, pool, seed, progress):
         pos += len(d["choices"])
         pred = _argmax(ll)
         acc.append(float(pred == d["gold"]))
-        items.append({"id": d["id"], "gold": d["gold"], "loglikelihoods": ll, "pred": pred})
-    return {"acc_raw": mean(acc)}, items
+        items.append(_with_subject({"id": d["id"], "gold": d["gold"], "loglikelihoods": ll, "pred": pred}, d))
+    return aggregate({"acc_raw": acc}, docs), items
 
 
 def _extract(task: Task, text: str) -> str | None:
@@ -112,18 +138,27 @@ def _extract(task: Task, text: str) -> str | None:
 
 
 def run_gen(task, lm, docs, pool, seed, progress):
-    """Generate until a stop sequence, extract the answer, exact match against the gold."""
+    """Generate until a stop sequence, extract the answer, exact match against the gold.
+
+    MATH-style tasks (``extract="boxed"``) also report ``exact_match_flex``: equal as for
+    ``exact_match`` or, as Minerva/OLMES also count it, when sympy shows the answers equal."""
     kw = {"until": task.stop, "max_gen_toks": task.max_gen_toks, "temperature": task.temperature,
           "top_p": task.top_p, "seed": seed}
     reqs = [(fewshot_prefix(task, fewshot_examples(task, pool, d)) + d["prompt"], kw) for d in docs]
     outs = lm.generate_until(reqs, progress)
-    items, em = [], []
+    flex = task.extract == "boxed"
+    items: list[dict[str, Any]] = []
+    scores: dict[str, list[float]] = {"exact_match": [], **({"exact_match_flex": []} if flex else {})}
     for d, out in zip(docs, outs):
-        pred = _extract(task, out)
-        ok = numbers_equal(pred, str(d["answer"])) if task.extract != "none" else (pred == str(d["answer"]).strip())
-        em.append(float(ok))
-        items.append({"id": d["id"], "answer": str(d["answer"]), "output": out, "extracted": pred, "correct": ok})
-    return {"exact_match": mean(em)}, items
+        pred, gold = _extract(task, out), str(d["answer"])
+        ok = numbers_equal(pred, gold) if task.extract != "none" else (pred == gold.strip())
+        scores["exact_match"].append(float(ok))
+        item = {"id": d["id"], "answer": gold, "output": out, "extracted": pred, "correct": ok}
+        if flex:
+            item["correct_flex"] = ok or math_equal(pred, gold)
+            scores["exact_match_flex"].append(float(item["correct_flex"]))
+        items.append(_with_subject(item, d))
+    return aggregate(scores, docs), items
 
 
 def code_program(problem: dict[str, Any], completion: str) -> str:

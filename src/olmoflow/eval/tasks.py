@@ -4,7 +4,9 @@ A task spec on the command line is one of
 
 - a registered name: ``arc_easy``, ``arc_easy:mc``, ``hellaswag``, ``piqa``, ``sciq``,
   ``openbookqa``, ``arc_challenge``, ``mmlu`` (all subjects) or ``mmlu_<subject>``, ``gsm8k``,
+  ``minerva_math_500``, ``minerva_math`` (7 subsets) or ``minerva_math_<subset>``,
   ``humaneval``, ``arith_gen`` / ``arith_rc`` / ``arith_mc`` (see ``list_tasks()``);
+  tasks made of subjects report macro averages over them (``runners.aggregate``);
   ``NAME:rc`` / ``NAME:mc`` picks the OLMES format of a multiple-choice task, ``NAME:Nshot``
   overrides the shot count (``arc_easy:mc:0shot``);
 - a local JSONL file ``FORMAT:PATH`` with FORMAT one of ``rc``, ``mc``, ``gen``, ``ppl``,
