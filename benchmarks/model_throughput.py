@@ -1,6 +1,7 @@
 """Throughput of our model and generation engine against transformers, same weights, same inputs.
 
-(a) training step (forward + backward, no optimizer), fp32 CPU: our ``Olmo`` + ``lm_loss`` vs
+(a) training step (forward + backward, no optimizer), fp32 CPU: our ``Olmo`` with the trainer's
+    default loss (``model(ids, labels=...)``: the fused, chunked LM head + CE + z-loss) vs
     transformers' ``Olmo3ForCausalLM`` built from the same config (``config_to_hf``) with the same
     weights and its ``labels=`` loss, at the tiny-5m and tiny-20m presets;
 (b) cached greedy decoding: our ``Engine`` vs ``model.generate(do_sample=False, use_cache=True)``,
@@ -25,7 +26,7 @@ import time
 import torch
 
 from olmoflow.inference import Engine, GenerationRequest
-from olmoflow.model import Olmo, get_preset, lm_loss
+from olmoflow.model import Olmo, get_preset
 from olmoflow.model.hf import config_to_hf, to_hf_state
 
 H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s of an H100 SXM
@@ -79,7 +80,7 @@ def bench_train(preset: str, batch: int, seq: int, warmup: int, repeats: int) ->
 
     def step_ours():
         ours.zero_grad(set_to_none=True)
-        loss, _ = lm_loss(ours(x), y)
+        loss, _ = ours(x, labels=y)  # what the trainer runs (loss_impl: fused)
         loss.backward()
 
     def step_theirs():
@@ -145,7 +146,7 @@ def bench_gpu_mfu(preset: str, batch: int, seq: int, steps: int) -> dict[str, fl
     for i in range(steps + 3):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        loss, _ = lm_loss(model(x), y)
+        loss, _ = model(x, labels=y)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -159,7 +160,7 @@ def bench_gpu_mfu(preset: str, batch: int, seq: int, steps: int) -> dict[str, fl
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--presets", default="tiny-5m,tiny-20m", help="training-step presets (comma separated)")
+    p.add_argument("--presets", default="tiny-5m,tiny-20m", help="training-step presets (comma separated; empty: skip)")
     p.add_argument("--train-batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--decode-preset", default="tiny-5m")
@@ -180,7 +181,7 @@ def main() -> None:
     result: dict[str, float] = {}
 
     print(f"threads={args.threads}  torch {torch.__version__}")
-    for preset in args.presets.split(","):
+    for preset in filter(None, args.presets.split(",")):
         r = bench_train(preset, args.train_batch, args.seq, args.warmup, args.repeats)
         print(f"[train fwd+bwd] {preset} batch {args.train_batch}x{args.seq}: ours {r['ours_tok_s']:.0f} tok/s, "
               f"transformers {r['peer_tok_s']:.0f} tok/s, ratio {r['ratio']:.2f}")
@@ -189,7 +190,7 @@ def main() -> None:
         result[f"train_{key}_peer_tok_s"] = round(r["peer_tok_s"])
         result[f"train_{key}_ratio"] = round(r["ratio"], 2)
 
-    for batch in (int(b) for b in args.decode_batches.split(",")):
+    for batch in (int(b) for b in args.decode_batches.split(",") if b):
         r = bench_decode(args.decode_preset, batch, args.prompt_len, args.new_tokens, args.warmup, args.repeats)
         print(f"[cached greedy decode] {args.decode_preset} batch {batch}, prompt {args.prompt_len}, "
               f"{args.new_tokens} new: ours {r['ours_tok_s']:.0f} tok/s, transformers {r['peer_tok_s']:.0f} tok/s, "

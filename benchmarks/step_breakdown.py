@@ -7,7 +7,11 @@ attention kernels (SDPA) and everything else, with the GEMMs' achieved GFLOP/s, 
 theirs/ours (unprofiled step times) would reach if every non-GEMM, non-attention kernel of ours
 cost nothing: transformers' unprofiled step time over our GEMM + attention time; (b) for
 cached decoding, the bytes of weights each step must read against the single-core streaming
-bandwidth of this machine, i.e. the floor on a step's time that both implementations share.
+bandwidth of this machine, i.e. the floor on a step's time that both implementations share, and
+the rate at which an 8-row GEMM (a decoding batch of 8) actually streams those weights when they are
+not in cache; (c) the GEMM library: the training step's GEMM shapes (forward, input gradient and
+weight gradient of every linear layer) through torch's BLAS (MKL in the x86 wheels) and through
+numpy's (OpenBLAS), same thread count, i.e. how much of the GEMM floor is the library.
 
     python benchmarks/step_breakdown.py
     python benchmarks/step_breakdown.py --preset tiny-20m --threads 2
@@ -27,8 +31,6 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
 from model_throughput import build_pair, timed_pair  # noqa: E402
-
-from olmoflow.model import lm_loss  # noqa: E402
 
 GEMM = {"aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm"}
 
@@ -80,6 +82,60 @@ def stream_bandwidth(nbytes: int, repeats: int = 10) -> float:
     return nbytes * repeats / (time.perf_counter() - t0)
 
 
+def linear_gemms(model: torch.nn.Module, tokens: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Operand pairs, in autograd's layouts, of the three GEMMs of every nn.Linear in a training step
+    over ``tokens`` rows: forward ``x Wᵀ``, input gradient ``g W``, weight gradient ``gᵀ x``."""
+    out = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            d_out, d_in = m.weight.shape
+            w, x, g = torch.randn(d_out, d_in), torch.randn(tokens, d_in), torch.randn(tokens, d_out)
+            out += [(x, w.t()), (g, w), (g.t(), x)]
+    return out
+
+
+def blas_comparison(gemms: list[tuple[torch.Tensor, torch.Tensor]], threads: int, repeats: int):
+    """Seconds for all ``gemms`` through torch.mm and through numpy.matmul on the same memory
+    (medians of alternating runs); None when numpy's BLAS thread count cannot be set."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    import numpy as np
+
+    np_gemms = [(a.numpy(), b.numpy()) for a, b in gemms]  # views: same strides, no copies
+
+    def run_torch():
+        for a, b in gemms:
+            torch.mm(a, b)
+
+    def run_numpy():
+        for a, b in np_gemms:
+            np.matmul(a, b)
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        t_torch, t_numpy, _ = timed_pair(run_torch, run_numpy, warmup=1, repeats=repeats)
+    return t_torch, t_numpy
+
+
+def cold_gemm_bandwidth(model: torch.nn.Module, rows: int, copies: int = 4) -> float:
+    """Weight bytes/s of ``rows``-row products over ``copies`` copies of every linear weight (more than
+    the caches hold, so every weight comes from memory, as in a decode step), computed as
+    ``(W xᵀ)ᵀ`` like our ``Linear`` does for 3-8 rows (MKL's faster kernel for that case)."""
+    weights = [m.weight.detach().clone() for _ in range(copies) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    xs = {w.shape[1]: torch.randn(rows, w.shape[1]) for w in weights}
+
+    def run():
+        for w in weights:
+            torch.mm(w, xs[w.shape[1]].T)
+
+    run()
+    t0 = time.perf_counter()
+    for _ in range(3):
+        run()
+    return 3 * sum(w.numel() * 4 for w in weights) / (time.perf_counter() - t0)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="tiny-5m")
@@ -98,7 +154,7 @@ def main() -> None:
 
     def step_ours():
         ours.zero_grad(set_to_none=True)
-        lm_loss(ours(x), y)[0].backward()
+        ours(x, labels=y)[0].backward()  # the trainer's default (fused) loss
 
     def step_theirs():
         theirs.zero_grad(set_to_none=True)
@@ -124,10 +180,22 @@ def main() -> None:
     floor_ms = weight_bytes / bw * 1e3
     print(f"decode: {weight_bytes / 1e6:.1f} MB of weights read per step; one core streams {bw / 1e9:.1f} GB/s "
           f"from memory -> >= {floor_ms:.2f} ms per step for any implementation")
+    gemm8 = cold_gemm_bandwidth(ours, 8)
+    print(f"decode batch 8: an 8-row GEMM streams uncached weights at {gemm8 / 1e9:.1f} GB/s "
+          f"-> {weight_bytes / gemm8 * 1e3:.2f} ms per step in the linear layers alone")
+    blas = blas_comparison(linear_gemms(ours, args.batch * args.seq), args.threads, args.steps + 1)
+    blas_ratio = float("nan")
+    if blas is None:
+        print("GEMM library comparison skipped: threadpoolctl is not installed")
+    else:
+        blas_ratio = blas[0] / blas[1]
+        print(f"the step's GEMM shapes: torch (MKL) {blas[0] * 1e3:.0f} ms, numpy (OpenBLAS) {blas[1] * 1e3:.0f} ms "
+              f"-> OpenBLAS {blas_ratio:.2f}x")
     print(f"RESULT train_gemm_ms={a['gemm'] * 1e3:.0f} train_attention_ms={a['attention'] * 1e3:.0f} "
           f"train_other_ms={a['other'] * 1e3:.0f} peer_total_ms={tot_b * 1e3:.0f} gemm_gflops={a['gemm_gflops']:.1f} "
           f"ratio_now={ratio:.2f} ratio_ceiling={ceiling:.2f} decode_weight_mb={weight_bytes / 1e6:.1f} "
-          f"stream_gb_s={bw / 1e9:.1f} decode_floor_ms={floor_ms:.2f}")
+          f"stream_gb_s={bw / 1e9:.1f} decode_floor_ms={floor_ms:.2f} gemm8_gb_s={gemm8 / 1e9:.1f} "
+          f"openblas_vs_torch_gemm={blas_ratio:.2f}")
 
 
 if __name__ == "__main__":
