@@ -190,3 +190,15 @@ def test_bf16_params_grads_in_bf16():
     for n, p in m.named_parameters():
         assert p.grad.dtype == torch.bfloat16 and torch.isfinite(p.grad).all(), n
         assert (p.grad.float() - ref[n].grad).norm() <= 0.1 * ref[n].grad.norm() + 1e-6, n
+
+
+def test_double_backward_through_the_fused_loss_is_refused():
+    """create_graph=True would return a gradient that silently does not depend on the inputs."""
+    torch.manual_seed(0)
+    h = torch.randn(6, 8, requires_grad=True)
+    w = torch.randn(11, 8, requires_grad=True)
+    labels = torch.randint(0, 11, (6,))
+    loss, _ = fused_lm_loss(h, w, labels)
+    (gh,) = torch.autograd.grad(loss, h, create_graph=True)
+    with pytest.raises(RuntimeError):
+        gh.sum().backward()

@@ -15,6 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from olmoflow.model.attention import (
     BlockedMask,
@@ -481,6 +482,7 @@ class _FusedLinearCrossEntropyZLoss(torch.autograd.Function):
         return ce + z_loss * z, ce, z
 
     @staticmethod
+    @once_differentiable  # the stored gradients are constants: no double backward (create_graph)
     def backward(ctx, g, _g_ce, _g_z):
         if ctx.grads is None:
             raise RuntimeError("the fused LM loss frees its stored gradients: backward can run only once")
