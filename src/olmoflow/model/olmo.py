@@ -15,7 +15,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from olmoflow.model.attention import (
     BlockedMask,
@@ -482,8 +481,10 @@ class _FusedLinearCrossEntropyZLoss(torch.autograd.Function):
         return ce + z_loss * z, ce, z
 
     @staticmethod
-    @once_differentiable  # the stored gradients are constants: no double backward (create_graph)
     def backward(ctx, g, _g_ce, _g_z):
+        if torch.is_grad_enabled():  # create_graph=True: the stored gradients are constants
+            raise RuntimeError("the fused LM loss has no second derivative (create_graph=True); "
+                               "use the logits path (lm_loss, or loss_impl: logits in the trainer)")
         if ctx.grads is None:
             raise RuntimeError("the fused LM loss frees its stored gradients: backward can run only once")
         dh, dw = ctx.grads
