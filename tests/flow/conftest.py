@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,14 +51,37 @@ def flow_file(tmp_path: Path):
     return write
 
 
+def _cli_env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
 def run_cli(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run the real ``olmoflow`` CLI in a subprocess."""
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     p = subprocess.run([sys.executable, "-m", "olmoflow.cli", *args], capture_output=True, text=True,
-                       cwd=cwd, env=env, timeout=300)
+                       cwd=cwd, env=_cli_env(), timeout=300)
     if check and p.returncode != 0:
         raise AssertionError(f"olmoflow {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def sigkill_run_when(flow: Path, workdir: Path, pattern: str, timeout_s: float = 120) -> None:
+    """Start ``olmoflow run FLOW`` in a subprocess and SIGKILL it as soon as a file matching
+    ``pattern`` (a glob under ``workdir``) exists: a run killed mid-stage, as by the OOM killer."""
+    proc = subprocess.Popen([sys.executable, "-m", "olmoflow.cli", "run", str(flow), "--workdir", str(workdir),
+                             "--quiet"], env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + timeout_s
+        while not list(workdir.glob(pattern)):
+            assert proc.poll() is None, "run ended before it could be killed:\n" + proc.stderr.read().decode()[-2000:]
+            assert time.time() < deadline, f"no {pattern} after {timeout_s} s"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
 
 
 @pytest.fixture
@@ -69,3 +94,9 @@ def toy_flow():
 def cli():
     """Run the real ``olmoflow`` CLI in a subprocess: ``cli("run", path, check=False)``."""
     return run_cli
+
+
+@pytest.fixture
+def sigkill_run():
+    """``sigkill_run(flow_path, workdir, glob)``: run a flow and SIGKILL it once ``glob`` exists."""
+    return sigkill_run_when

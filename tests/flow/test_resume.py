@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -69,25 +64,11 @@ def _curve(run_dir: Path) -> list[tuple]:
     return [(r["step"], r["loss"], r["z_loss"], r["grad_norm"], r["lr"], r["tokens"], r["skipped"]) for r in recs]
 
 
-def test_killed_pretrain_stage_resumes_from_its_checkpoint_bit_identically(flow_file, tmp_path, cli, one_thread):
+def test_killed_pretrain_stage_resumes_from_its_checkpoint_bit_identically(flow_file, tmp_path, cli, one_thread,
+                                                                           sigkill_run):
     path = flow_file(_pretrain_flow())
     wd = tmp_path / "w"
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    proc = subprocess.Popen([sys.executable, "-m", "olmoflow.cli", "run", str(path), "--workdir", str(wd), "--quiet"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.time() + 120
-        while not list((wd / "artifacts").glob(f"pretrain-*/checkpoints/step-{EVERY}/manifest.json")):
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.time() < deadline
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    sigkill_run(path, wd, f"artifacts/pretrain-*/checkpoints/step-{EVERY}/manifest.json")
     (left,) = (wd / "artifacts").glob("pretrain-*")
     assert not (left / "COMPLETE").exists()
     steps = _complete_steps(left / "checkpoints")

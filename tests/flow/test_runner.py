@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -99,24 +97,11 @@ def test_failing_stage_leaves_nothing_complete_and_rerun_completes(flow_file, to
     assert res.executed == ["train", "eval"]  # upstream stages come from the cache
 
 
-def test_sigkilled_run_leaves_nothing_complete_and_rerun_completes(flow_file, toy_flow, tmp_path, cli):
+def test_sigkilled_run_leaves_nothing_complete_and_rerun_completes(flow_file, toy_flow, tmp_path, cli, sigkill_run):
     flow = toy_flow(train={"steps": 8, "sleep_per_step": 0.25})
     path = flow_file(flow)
     wd = tmp_path / "w"
-    env = dict(os.environ)
-    proc = subprocess.Popen([sys.executable, "-m", "olmoflow.cli", "run", str(path), "--workdir", str(wd),
-                             "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 60
-        while not list((wd / "artifacts").glob("train-*/checkpoints/step2")):
-            assert proc.poll() is None, "run ended before it could be killed"
-            assert time.time() < deadline
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    sigkill_run(path, wd, "artifacts/train-*/checkpoints/step2", timeout_s=60)
     train_dirs = list((wd / "artifacts").glob("train-*"))
     assert len(train_dirs) == 1 and not (train_dirs[0] / "COMPLETE").exists()
     assert not (train_dirs[0] / "final").exists()
