@@ -15,7 +15,6 @@ from olmoflow.flow import StageFailed, load_flow, run_flow
 from olmoflow.flow.store import read_manifest
 
 TOY_PLUGIN = str(Path(__file__).with_name("toy_stages.py").resolve())
-REPO = Path(__file__).resolve().parents[2]
 STEPS, EVERY = 30, 5
 
 
