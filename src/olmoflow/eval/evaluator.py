@@ -84,6 +84,22 @@ def resolve_tasks(tasks: list[str | Task]) -> list[Task]:
     return [t if isinstance(t, Task) else get_task(t) for t in tasks]
 
 
+def limit_docs(docs: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` docs; of each subject for a subject-grouped task (MMLU, MATH), as OLMES
+    applies a limit to each of the subtasks a suite expands to, so a limited ``mmlu`` still covers
+    every subject and its macro average stays one over all subjects."""
+    if not any("subject" in d for d in docs):
+        return docs[:limit]
+    seen: dict[Any, int] = {}
+    out = []
+    for d in docs:
+        s = d.get("subject")
+        if seen.get(s, 0) < limit:
+            seen[s] = seen.get(s, 0) + 1
+            out.append(d)
+    return out
+
+
 def evaluate_lm(
     lm: HarnessLM, tasks: list[str | Task], limit: int | None = None, seed: int = 0, quiet: bool = False,
 ) -> dict[str, dict[str, Any]]:
@@ -95,7 +111,7 @@ def evaluate_lm(
     for task in resolve_tasks(tasks):
         docs, pool = task.load()
         if limit is not None:
-            docs = docs[:limit]
+            docs = limit_docs(docs, limit)
         loaded.append((task, docs, pool))
     out: dict[str, dict[str, Any]] = {}
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
