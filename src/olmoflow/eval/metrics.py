@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = ["pass_at_k", "extract_last_number", "extract_boxed", "extract_final_answer", "normalize_latex",
-           "normalize_final_answer", "numbers_equal", "math_equal", "bits_per_byte", "mean"]
+           "normalize_final_answer", "numbers_equal", "math_equal", "sympy_equal", "bits_per_byte", "mean"]
 
 _NUM_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
@@ -119,14 +119,17 @@ def numbers_equal(pred: str | None, gold: str) -> bool:
 
 def math_equal(pred: str | None, gold: str) -> bool:
     """OLMES' ``exact_match_flex`` for Minerva MATH: :func:`numbers_equal`, or — the step that
-    function leaves out — Minerva's sympy ``is_equiv`` on the Minerva-normalised answers
-    (``2\\sqrt{2}`` == ``\\sqrt{8}``, ``x+1`` == ``1+x``; see :mod:`olmoflow.eval.symbolic`)."""
+    function leaves out — :func:`sympy_equal`."""
+    return numbers_equal(pred, gold) or sympy_equal(pred, gold)
+
+
+def sympy_equal(pred: str | None, gold: str) -> bool:
+    """Minerva's sympy ``is_equiv`` on the Minerva-normalised answers (``2\\sqrt{2}`` == ``\\sqrt{8}``,
+    ``x+1`` == ``1+x``; see :mod:`olmoflow.eval.symbolic`); False for anything it cannot read."""
     from olmoflow.eval.symbolic import MAX_CHARS, symbolic_equal
 
     if pred is None:
         return False
-    if numbers_equal(pred, gold):
-        return True
     if max(len(pred), len(gold)) > 2 * MAX_CHARS:  # sympy would refuse it; normalising it is slow
         return False
     try:

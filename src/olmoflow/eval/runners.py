@@ -19,10 +19,10 @@ from olmoflow.eval.metrics import (
     bits_per_byte,
     extract_final_answer,
     extract_last_number,
-    math_equal,
     mean,
     numbers_equal,
     pass_at_k,
+    sympy_equal,
 )
 from olmoflow.eval.tasks import LETTERS, Task, fewshot_examples, fewshot_prefix
 
@@ -155,7 +155,7 @@ def run_gen(task, lm, docs, pool, seed, progress):
         scores["exact_match"].append(float(ok))
         item = {"id": d["id"], "answer": gold, "output": out, "extracted": pred, "correct": ok}
         if flex:
-            item["correct_flex"] = ok or math_equal(pred, gold)
+            item["correct_flex"] = ok or sympy_equal(pred, gold)  # ok: numbers_equal already
             scores["exact_match_flex"].append(float(item["correct_flex"]))
         items.append(_with_subject(item, d))
     return aggregate(scores, docs), items

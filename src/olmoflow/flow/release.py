@@ -27,11 +27,12 @@ from typing import Any
 import yaml
 
 from olmoflow.errors import OlmoflowError
+from olmoflow.flow.hashing import RUNNER_FILES
 from olmoflow.flow.report import incomplete_stages, load_state, stage_artifacts, write_report
 
 __all__ = ["make_release"]
 
-_SKIP = {"manifest.json", "COMPLETE", "error.txt", ".stage.json"}
+_SKIP = {*RUNNER_FILES, "error.txt"}  # the runner's own files, and a failed attempt's traceback
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
