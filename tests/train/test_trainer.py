@@ -129,7 +129,7 @@ def test_validation_sequences_cover_every_val_source(tmp_path):
         t = Trainer(TrainConfig.model_validate({**cfg.model_dump(), "seed": seed, "run_dir": str(tmp_path / f"r{seed}")}),
                     D.init_distributed(), quiet=True)
         t.log.close()
-        samplers.append(t.val_sampler)
+        samplers.append(t.objective.val_sampler)
     sampler, other = samplers
     n = cfg.eval_batches * cfg.micro_batch
     assert {sampler.source_of(0, i) for i in range(n)} == {"arxiv", "web"}

@@ -1,18 +1,20 @@
-"""The pretraining loop: ``pretrain(cfg) -> final metrics``.
+"""The training loop: ``Trainer(cfg, objective).run()``; ``pretrain(cfg)`` runs the LM objective.
 
-One optimizer step consumes one global batch of ``global_batch_tokens`` tokens, split into
-``accum_steps`` micro batches on each of ``world_size`` processes. The loss is the token mean over
-the whole global batch (each micro batch contributes its token *sum* divided by the global token
-count), so the same config gives the same losses on 1 or N processes. Everything a step depends
-on (weights, optimizer moments, data position, loss-spike history, RNG) is in the checkpoint, so
-``resume=True`` continues bit-identically on CPU.
+The loop is the same for every kind of training (see ``train/objective.py``): AdamW + learning-rate
+schedule, gradient clipping, loss-spike guard, checkpoints with exact resume, FSDP2 under torchrun,
+metrics logging, progress bar and callbacks. What is optimised (batches, loss, normalizer, the state
+needed to resume) is the objective's. One optimizer step consumes one global batch, split into micro
+batches on each of ``world_size`` processes; the loss is the objective's sum divided by the global
+normalizer (e.g. the token count of the whole global batch), so the same config gives the same
+losses on 1 or N processes. Everything a step depends on (weights, optimizer moments, objective
+state, loss-spike history, RNG) is in the checkpoint, so ``resume=True`` continues bit-identically
+on CPU.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import random
 import shutil
@@ -26,28 +28,31 @@ import torch
 from olmoflow.errors import OlmoflowError
 from olmoflow.train import checkpoint as C
 from olmoflow.train import distributed as D
-from olmoflow.train.config import BatchPlan, TrainConfig, batch_plan, resolve_model_config
-from olmoflow.train.data import (
-    IGNORE_INDEX,
-    DataPosition,
-    MixtureSampler,
-    build_sources,
-    collate,
-    open_token_dataset,
-)
+from olmoflow.train.callbacks import Callback, PeriodicCallback
+from olmoflow.train.config import TrainConfig, batch_plan, resolve_model_config
+from olmoflow.train.lm import LMObjective, describe_data
 from olmoflow.train.metrics import MetricsWriter, make_progress
+from olmoflow.train.objective import Objective, RunContext
 from olmoflow.train.optim import build_optimizer
 from olmoflow.train.schedule import lr_at
 from olmoflow.train.spike import SpikeGuard
 
-__all__ = ["Trainer", "estimate_memory", "plan", "pretrain"]
+__all__ = ["Trainer", "estimate_memory", "plan", "pretrain", "train"]
 
 
-def pretrain(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str, Any]:
-    """Train ``cfg``; returns the final metrics (also under torchrun: every rank returns them)."""
+def pretrain(cfg: TrainConfig, quiet: bool = False, resume: bool = False,
+             callbacks: list[Callback] | None = None) -> dict[str, Any]:
+    """Train ``cfg`` with the language-modelling objective; returns the final metrics."""
+    return train(cfg, None, quiet=quiet, resume=resume, callbacks=callbacks)
+
+
+def train(cfg: TrainConfig, objective: Objective | None, quiet: bool = False, resume: bool = False,
+          callbacks: list[Callback] | None = None) -> dict[str, Any]:
+    """Run the loop on ``objective`` (default: :class:`LMObjective` of ``cfg``); returns the final
+    metrics (also under torchrun: every rank returns them)."""
     info = D.init_distributed()
     try:
-        return Trainer(cfg, info, quiet=quiet, resume=resume).run()
+        return Trainer(cfg, info, objective=objective, quiet=quiet, resume=resume, callbacks=callbacks).run()
     except BaseException as e:
         r, lost = D.rank(), D.peer_failure(e)
         D.abort()  # an error on one rank must not leave it (and the others) waiting at a barrier
@@ -57,10 +62,16 @@ def pretrain(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dic
         raise
 
 
-def _load_data(paths: list[str], vocab_size: int, key: str):
-    if not paths:
-        raise OlmoflowError(f"key '{key}': no token dataset given")
-    return [open_token_dataset(p, vocab_size) for p in paths]
+def config_callbacks(cfg: TrainConfig, seed: int) -> list[Callback]:
+    """Callbacks a config asks for: in-loop evaluation (``olmoflow.eval``'s public EvalCallback)."""
+    ev = cfg.in_loop_eval
+    if ev is None or not (ev.tasks or ev.ppl_data):
+        return []
+    from olmoflow.eval import EvalCallback
+
+    return [PeriodicCallback(EvalCallback(ev.tasks, every_n_steps=ev.every, ppl_data=ev.ppl_data or None,
+                                          limit=ev.limit, batch_size=ev.batch_size, tokenizer=ev.tokenizer,
+                                          seed=seed, quiet=True))]
 
 
 def estimate_memory(model_cfg, cfg: TrainConfig, world_size: int, bf16: bool) -> dict[str, float]:
@@ -102,16 +113,7 @@ def plan(cfg: TrainConfig, world_size: int = 1, check_data: bool = True) -> dict
         "memory_per_gpu_bf16": estimate_memory(model_cfg, cfg, world_size, bf16=True),
     }
     if check_data:
-        datasets = _load_data(cfg.data.paths, model_cfg.vocab_size, "data.paths")
-        names = sorted({shard.source for ds in datasets for shard in ds.shards})
-        unknown = sorted(set(cfg.data.mixture) - set(names))
-        if unknown:  # the check MixtureSampler makes at the start of training
-            raise OlmoflowError(f"data.mixture names unknown source(s) {unknown} (available: {names})")
-        n_tokens = sum(ds.n_tokens for ds in datasets)
-        out["data_tokens"] = n_tokens
-        out["epochs"] = out["total_tokens"] / max(1, n_tokens)
-        if cfg.data.val_paths:
-            _load_data(cfg.data.val_paths, model_cfg.vocab_size, "data.val_paths")
+        out.update(describe_data(cfg, model_cfg.vocab_size, out["total_tokens"]))
     return out
 
 
@@ -153,28 +155,26 @@ def _check_geometry(cfg: TrainConfig, model_cfg) -> None:
 
 
 class Trainer:
-    """Holds the model, optimizer, data and run state; :meth:`run` trains to the last step."""
+    """Holds the model, optimizer, objective and run state; :meth:`run` trains to the last step."""
 
-    def __init__(self, cfg: TrainConfig, info: D.DistInfo, quiet: bool = False, resume: bool = False):
+    def __init__(self, cfg: TrainConfig, info: D.DistInfo, objective: Objective | None = None, quiet: bool = False,
+                 resume: bool = False, callbacks: list[Callback] | None = None):
         from olmoflow.model import Olmo
 
         self.cfg, self.info = cfg, info
         self.world, self.rank = info.world_size, info.rank
         # --- everything that can be wrong with the input fails here, before any step
         self.model_cfg = _model_config(cfg)
-        self.plan: BatchPlan = batch_plan(cfg, self.world)
+        self.plan = batch_plan(cfg, self.world)
         _check_geometry(cfg, self.model_cfg)
-        pad = self.model_cfg.pad_token_id
-        datasets = _load_data(cfg.data.paths, self.model_cfg.vocab_size, "data.paths")
-        self.sampler = MixtureSampler(
-            build_sources(datasets, cfg.data.mode, cfg.seq_len, pad), cfg.data.mixture, cfg.seed
-        )
-        self.val_sampler = None
-        if cfg.data.val_paths:
-            val = _load_data(cfg.data.val_paths, self.model_cfg.vocab_size, "data.val_paths")
-            # a fixed order (seed 0, whatever the run's seed) over all val sources: the first
-            # eval_batches × micro_batch sequences sample every source, and runs compare on one val set
-            self.val_sampler = MixtureSampler(build_sources(val, cfg.data.mode, cfg.seq_len, pad), seed=0)
+        self.device = info.device
+        self.bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
+        self.objective = objective if objective is not None else LMObjective(cfg)
+        self.objective.setup(RunContext(self.model_cfg, self.device, self.rank, self.world, cfg.seed, self._autocast))
+        self.callbacks = list(callbacks) if callbacks is not None else config_callbacks(cfg, cfg.seed)
+        if self.world > 1 and any(cb.single_process for cb in self.callbacks):
+            raise OlmoflowError("in_loop_eval runs in a single process for now; "
+                                "evaluate checkpoints with `olmoflow eval --checkpoints RUN_DIR`")
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_root = self.run_dir / "checkpoints"
         self.resume_from = C.latest_checkpoint(self.ckpt_root) if resume else None
@@ -182,19 +182,6 @@ class Trainer:
             raise OlmoflowError(
                 f"{self.ckpt_root}: run directory already has checkpoints; pass --resume or use a new run_dir"
             )
-        self.device = info.device
-        self.eval_cb = None
-        if cfg.in_loop_eval is not None and (cfg.in_loop_eval.tasks or cfg.in_loop_eval.ppl_data):
-            if self.world > 1:
-                raise OlmoflowError("in_loop_eval runs in a single process for now; "
-                                    "evaluate checkpoints with `olmoflow eval --checkpoints RUN_DIR`")
-            from olmoflow.eval.callback import EvalCallback
-
-            ev = cfg.in_loop_eval
-            self.eval_cb = EvalCallback(ev.tasks, every_n_steps=ev.every, ppl_data=ev.ppl_data or None,
-                                        limit=ev.limit, batch_size=ev.batch_size, tokenizer=ev.tokenizer,
-                                        seed=cfg.seed, quiet=True)
-        self.bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
         # --- model: same init on every rank (seeded), then parallelism from outside
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)  # checkpoints store these states: seed them so reruns are byte-identical
@@ -214,7 +201,6 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.optimizer)
         self.guard = SpikeGuard(cfg.spike_window, cfg.spike_sigma, cfg.spike_warmup, enabled=cfg.spike_skip)
         self.step = 0
-        self.pos = DataPosition()
         self.tokens = 0
         self.skipped_total = 0
         self.quiet = quiet
@@ -238,7 +224,7 @@ class Trainer:
 
     def _trainer_state(self) -> dict[str, Any]:
         return {
-            "data_position": self.pos.to_dict(),
+            "objective": self.objective.state_dict(),
             "tokens": self.tokens,
             "skipped_total": self.skipped_total,
             "spike_guard": self.guard.state_dict(),
@@ -249,7 +235,8 @@ class Trainer:
     def _resume(self, path: Path) -> None:
         state = C.load_checkpoint(path, self.model, self.optimizer, verify=self.cfg.checkpoint.verify)
         self.step = int(state["step"])
-        self.pos = DataPosition(**state["data_position"])
+        # checkpoints before the objective split kept the LM data position at the top level
+        self.objective.load_state_dict(state.get("objective") or {"data_position": state["data_position"]})
         self.tokens = int(state["tokens"])
         self.skipped_total = int(state["skipped_total"])
         self.guard.load_state_dict(state["spike_guard"])
@@ -276,78 +263,52 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _forward_sum(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(loss sum incl. z-loss, ce sum, z sum) of one micro batch."""
-        from olmoflow.model import lm_loss
-
-        ids = batch["input_ids"].to(self.device)
-        doc_ids = batch["doc_ids"].to(self.device) if "doc_ids" in batch else None
-        labels = batch["labels"].to(self.device)
-        loss_kw = dict(z_loss=self.cfg.optimizer.z_loss, ignore_index=IGNORE_INDEX, reduction="sum")
-        if self.cfg.loss_impl == "fused":  # inside the model's forward: FSDP has the head unsharded
-            with self._autocast():
-                loss, parts = self.model(ids, doc_ids=doc_ids, labels=labels, loss_chunk=self.cfg.loss_chunk_tokens,
-                                         **loss_kw)
-        else:
-            with self._autocast():
-                logits = self.model(ids, doc_ids=doc_ids)
-            loss, parts = lm_loss(logits, labels, **loss_kw)
-        return loss, parts["ce"], parts["z"]
-
-    def _my_micro_batches(self) -> tuple[list[dict[str, torch.Tensor]], DataPosition]:
-        p = self.plan
-        slots, nxt = self.sampler.positions(self.pos, p.global_batch_seqs)
-        per_rank = p.micro_batch * p.accum_steps
-        mine = slots[self.rank * per_rank : (self.rank + 1) * per_rank]
-        mbs = [
-            collate([self.sampler.get(*s) for s in mine[a * p.micro_batch : (a + 1) * p.micro_batch]])
-            for a in range(p.accum_steps)
-        ]
-        return mbs, nxt
-
     def train_step(self) -> dict[str, Any]:
         """One optimizer step over one global batch; returns its metrics record."""
         t0 = time.perf_counter()
+        obj = self.objective
         lr = self._lr(self.step)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
-        mbs, nxt = self._my_micro_batches()
-        counts = [int((mb["labels"] != IGNORE_INDEX).sum()) for mb in mbs]
-        n_global = int(D.all_reduce_sum(torch.tensor(float(sum(counts)), device=self.device)).item())
+        mbs = obj.next_batch(self.model)
+        local = sum(obj.normalizer(mb) for mb in mbs)
+        n_global = D.all_reduce_sum(torch.tensor(float(local), device=self.device)).item()
         if n_global == 0:
-            raise OlmoflowError("a global batch has no tokens to predict (documents of length 1?)")
-        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+            raise OlmoflowError(f"{obj.name}: a global batch has nothing to learn from "
+                                "(no target tokens: documents of length 1, or fully masked examples?)")
+        sums = torch.zeros(len(obj.metric_names), dtype=torch.float64, device=self.device)
         fsdp = self.world > 1
         for a, mb in enumerate(mbs):
             if fsdp:
                 self.model.set_requires_gradient_sync(a == len(mbs) - 1)
-            loss_sum, ce_sum, z_sum = self._forward_sum(mb)
+            loss_sum, metrics = obj.loss(self.model, mb)
             # FSDP averages gradients over ranks, hence × world: the result is sum / n_global
             (loss_sum * (self.world / n_global)).backward()
-            sums += torch.stack([ce_sum.double(), z_sum.double()])
+            sums += torch.stack([metrics[k].double() for k in obj.metric_names])
         D.all_reduce_sum(sums)
-        ce, z = (sums / n_global).tolist()
+        values = dict(zip(obj.metric_names, (sums / n_global).tolist()))
+        watched = values[obj.metric_names[0]]
         grad_norm = self._clip_grads()
-        skip = self.guard.should_skip(ce, grad_norm)
+        skip = self.guard.should_skip(watched, grad_norm)
         if skip:
             self.skipped_total += 1
-            self.log.event("skip", step=self.step + 1, loss=ce, grad_norm=grad_norm)
+            self.log.event("skip", step=self.step + 1, loss=watched, grad_norm=grad_norm)
         else:
             self.optimizer.step()
-            self.guard.record(ce, grad_norm)
+            self.guard.record(watched, grad_norm)
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        self.pos = nxt
-        self.tokens += self.plan.global_batch_tokens
+        obj.commit()
+        step_tokens = obj.step_tokens()
+        self.tokens += step_tokens
         dt = time.perf_counter() - t0
         return {
             "step": self.step,
-            "loss": ce,
-            "z_loss": z,
+            **values,
             "lr": lr,
             "grad_norm": grad_norm,
             "tokens": self.tokens,
-            "tokens_per_s": self.plan.global_batch_tokens / dt,
+            "tokens_per_s": step_tokens / dt,
             "skipped": int(skip),
             "skipped_total": self.skipped_total,
         }
@@ -360,57 +321,33 @@ class Trainer:
             norm = norm.full_tensor()
         return float(norm)
 
-    @torch.no_grad()
-    def evaluate(self) -> float | None:
-        """Token-mean CE over the first ``eval_batches × micro_batch`` validation sequences
-        (the same sequences for any number of processes)."""
-        if self.val_sampler is None:
-            return None
-        mb = self.cfg.micro_batch
-        n = min(self.cfg.eval_batches * mb, self.val_sampler.epoch_size)
-        mine = list(range(n))[self.rank :: self.world]
-        n_micro = math.ceil(math.ceil(n / self.world) / mb)
-        self.model.eval()
-        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
-        for a in range(n_micro):
-            idx = mine[a * mb : (a + 1) * mb]
-            items = [self.val_sampler.get(0, i) for i in idx]
-            while len(items) < mb:  # keep every rank in lockstep (FSDP); padding carries no labels
-                filler = dict(self.val_sampler.get(0, 0))
-                filler["labels"] = filler["labels"] * 0 + IGNORE_INDEX
-                items.append(filler)
-            batch = collate(items)
-            _, ce_sum, _ = self._forward_sum(batch)
-            sums += torch.stack([ce_sum.double(), (batch["labels"] != IGNORE_INDEX).sum().double().to(self.device)])
-        self.model.train()
-        D.all_reduce_sum(sums)
-        return float(sums[0] / sums[1].clamp(min=1))
+    def evaluate(self) -> dict[str, float] | None:
+        """The objective's validation metrics (None without validation data)."""
+        return self.objective.validate(self.model)
 
     # ------------------------------------------------------------------ loop
 
     def run(self) -> dict[str, Any]:
         cfg, total = self.cfg, self.plan.steps
         self.log.event("start", step=self.step, total_steps=total, world_size=self.world,
-                       plan=self.plan.model_dump())
+                       plan=self.plan.model_dump(), objective=self.objective.name)
         last: dict[str, Any] = {}
         last_ckpt: Path | None = None
+        watched = self.objective.metric_names[0]
         progress = make_progress(disable=self.quiet or self.rank != 0)
         with progress:
-            task = progress.add_task("pretrain", total=total, completed=self.step, loss="-", tok_s="-")
+            task = progress.add_task(self.objective.name, total=total, completed=self.step, loss="-", tok_s="-")
             while self.step < total:
                 rec = self.train_step()
-                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < total:
-                    rec["val_loss"] = self.evaluate()
-                if self.step == total and self.val_sampler is not None:
-                    rec["val_loss"] = self.evaluate()
-                if self.eval_cb is not None:
-                    ev = self.eval_cb(self.step, self.model, self.run_dir, force=self.step == total)
-                    if ev is not None:  # primary metric value per task, e.g. {"arith_rc": 0.25}
-                        rec["eval"] = {t: ev["metrics"][t].get(m) for t, m in ev["primary"].items()}
-                # a step with a validation or eval result is always logged (else the result is lost)
-                if self.step % cfg.log_every == 0 or self.step == total or "val_loss" in rec or "eval" in rec:
+                step_keys = set(rec)
+                if self.step == total or (cfg.eval_every and self.step % cfg.eval_every == 0):
+                    rec.update(self.evaluate() or {})
+                for cb in self.callbacks:
+                    cb.on_step_end(self.step, total, self.model, self.run_dir, rec)
+                # a step with a validation or callback result is always logged (else the result is lost)
+                if self.step % cfg.log_every == 0 or self.step == total or set(rec) - step_keys:
                     self.log.step(rec)
-                progress.update(task, completed=self.step, loss=f"{rec['loss']:.4f}",
+                progress.update(task, completed=self.step, loss=f"{rec[watched]:.4f}",
                                 tok_s=f"{rec['tokens_per_s']:,.0f}")
                 if self.step == total or (cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0):
                     last_ckpt = self.save()
@@ -419,6 +356,8 @@ class Trainer:
             last_ckpt = C.latest_checkpoint(self.ckpt_root)
         if self.rank == 0 and last_ckpt is not None:
             self._write_final(last_ckpt)
+        for cb in self.callbacks:
+            cb.on_train_end(self.step, self.model, self.run_dir)
         self.log.event("end", step=self.step, tokens=self.tokens, skipped_total=self.skipped_total)
         self.log.close()
         D.barrier()
@@ -426,7 +365,6 @@ class Trainer:
         out.update(step=self.step, tokens=self.tokens, skipped_total=self.skipped_total,
                    run_dir=str(self.run_dir), checkpoint=str(last_ckpt) if last_ckpt else None)
         return out
-
     def _write_final(self, ckpt: Path) -> None:
         """``RUN_DIR/final``: the last weights as a plain model dir (hard links, no copy)."""
         final = self.run_dir / "final"
