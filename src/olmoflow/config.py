@@ -7,7 +7,6 @@ time with its full key path, never deep inside a run.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, TypeVar, get_args
@@ -16,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from olmoflow.errors import OlmoflowError
+from olmoflow.io import sha256_json
 
 __all__ = [
     "Config",
@@ -235,6 +235,4 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 def config_hash(cfg: BaseModel | dict[str, Any]) -> str:
     """Stable sha256 (hex, 16 chars) of a resolved config."""
-    data = cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else cfg
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return sha256_json(cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else cfg, 16)

@@ -13,23 +13,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["canonical_json", "hash_json", "hash_path", "hash_tree"]
+from olmoflow.io import canonical_json, sha256_json
+
+__all__ = ["hash_path", "hash_tree"]
 
 #: files that are never part of an artifact's content hash (written by the runner itself)
 RUNNER_FILES = ("manifest.json", "COMPLETE", ".stage.json")
 _TEXT_SUFFIXES = {".json", ".jsonl", ".txt", ".md", ".yaml", ".yml", ".csv", ".tsv", ".cfg", ".toml"}
 _MAX_NORMALIZED = 16 << 20  # text files larger than this are hashed as raw bytes
 _CHUNK = 1 << 20
-
-
-def canonical_json(data: Any) -> str:
-    """JSON with sorted keys and no whitespace: the form everything is hashed in."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def hash_json(data: Any, n: int = 64) -> str:
-    """sha256 hex (first ``n`` chars) of ``canonical_json(data)``."""
-    return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:n]
 
 
 def _drop_keys(data: bytes, keys: tuple[str, ...], jsonl: bool) -> bytes:
@@ -101,7 +93,7 @@ def _stat_key(path: Path) -> str:
         return f"{st.st_size}:{st.st_mtime_ns}"
     rows = [(p.relative_to(path).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
             for p in sorted(path.rglob("*")) if p.is_file()]
-    return hash_json(rows)
+    return sha256_json(rows)
 
 
 def hash_path(path: Path, cache: dict[str, Any] | None = None) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from olmoflow.errors import OlmoflowError
 from olmoflow.flow.lineage import build_lineage, format_text
 from olmoflow.flow.store import is_complete, read_manifest
+from olmoflow.io import read_jsonl
 
 __all__ = ["load_state", "write_report"]
 
@@ -213,18 +214,6 @@ def _funnel_section(arts: dict[str, tuple[Path, dict]], workdir: Path | None = N
     return lines
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    out = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
-
-
 def _plot(path: Path, series: dict[str, tuple[list, list]], xlabel: str, ylabel: str, title: str) -> bool:
     try:
         import matplotlib
@@ -286,7 +275,7 @@ def _loss_section(workdir: Path, arts: dict[str, tuple[Path, dict]]) -> list[str
             path = next(iter(sorted(d.rglob("metrics.jsonl"))), None)
         if path is None:
             continue
-        recs = [r for r in _read_jsonl(path) if "step" in r and "loss" in r]
+        recs = [r for r in read_jsonl(path, skip_bad=True) if "step" in r and "loss" in r]
         if not recs:
             continue
         found = True

@@ -28,10 +28,11 @@ from rich.table import Table
 from olmoflow.errors import OlmoflowError
 from olmoflow.flow import estimate as est
 from olmoflow.flow.env import code_version, environment
-from olmoflow.flow.hashing import RUNNER_FILES, hash_json, hash_path, hash_tree
+from olmoflow.flow.hashing import RUNNER_FILES, hash_path, hash_tree
 from olmoflow.flow.registry import ResumePoint, StageContext, StageType, get_stage_type, load_plugins
 from olmoflow.flow.spec import FlowSpec, InputRef, descendants, toposort
-from olmoflow.flow.store import COMPLETE, ArtifactStore, atomic_write, find_artifact_root, read_manifest
+from olmoflow.flow.store import COMPLETE, ArtifactStore, find_artifact_root, read_manifest
+from olmoflow.io import atomic_write_json, sha256_json
 
 __all__ = ["ResolvedInput", "RunResult", "StagePlan", "StageFailed", "run_flow"]
 
@@ -256,7 +257,7 @@ class Runner:
             return r
         assert ref.path is not None
         if ref.is_uri:
-            r.kind, r.id = "uri", hash_json(ref.path)
+            r.kind, r.id = "uri", sha256_json(ref.path)
             return r
         p = Path(ref.path).expanduser()
         p = (p if p.is_absolute() else self.spec.base_dir / p).resolve()
@@ -277,7 +278,7 @@ class Runner:
     def _cache_key(self, plan: StagePlan) -> str | None:
         if any(i.kind in ("pending", "missing") for i in plan.inputs.values()):
             return None
-        return hash_json({"type": plan.type, "config": plan.config, "seed": self.spec.seed,
+        return sha256_json({"type": plan.type, "config": plan.config, "seed": self.spec.seed,
                           "inputs": {k: v.key_part() for k, v in sorted(plan.inputs.items())}})
 
     # ---- running --------------------------------------------------------------------------
@@ -314,15 +315,15 @@ class Runner:
             for i, n in enumerate(self.order, 1):
                 self._run_stage(i, plans[n], plans)
                 state["stages"][n] = self._state_entry(plans[n])
-                atomic_write(self.workdir / STATE_FILE, json.dumps(state, indent=2, default=str) + "\n")
+                atomic_write_json(self.workdir / STATE_FILE, state)
         finally:
             state["ended"] = _now()
             for n in self.order:
                 state["stages"].setdefault(n, self._state_entry(plans[n]))
-            atomic_write(self.workdir / STATE_FILE, json.dumps(state, indent=2, default=str) + "\n")
+            atomic_write_json(self.workdir / STATE_FILE, state)
         result = RunResult(self.workdir, self.order, plans)
         if self.hash_cache:
-            atomic_write(self.workdir / HASH_CACHE, json.dumps(self.hash_cache, indent=1) + "\n")
+            atomic_write_json(self.workdir / HASH_CACHE, self.hash_cache, indent=1)
         self.log("run_end", executed=result.executed, cached=result.cached, wall_s=round(time.time() - t_run, 3))
         self._summary(result)
         return result
@@ -432,12 +433,12 @@ class Runner:
                   "content": content}
         return {
             "format": "olmoflow-artifact-v1",
-            "id": hash_json(stable),
+            "id": sha256_json(stable),
             "stage": plan.name,
             "type": plan.type,
             "flow": self.spec.name,
             "config": plan.config,
-            "config_hash": hash_json(plan.config, 16),
+            "config_hash": sha256_json(plan.config, 16),
             "cache_key": plan.key,
             "seed": self.spec.seed,
             "inputs": {k: v.manifest() for k, v in plan.inputs.items()},

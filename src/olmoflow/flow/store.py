@@ -15,35 +15,19 @@ once the artifact is complete.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from olmoflow.errors import OlmoflowError
+from olmoflow.io import atomic_write_json, atomic_write_text
 
-__all__ = ["ArtifactStore", "atomic_write", "find_artifact_root", "read_manifest"]
+__all__ = ["ArtifactStore", "find_artifact_root", "read_manifest"]
 
 MANIFEST = "manifest.json"
 COMPLETE = "COMPLETE"
 STAGE_RECORD = ".stage.json"  # in an unfinished dir of a resumable stage: which stage run writes it
 KEY_LEN = 16
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file + rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_manifest(artifact_dir: Path) -> dict[str, Any]:
@@ -97,7 +81,7 @@ class ArtifactStore:
             shutil.rmtree(d)
         d.mkdir(parents=True)
         if record is not None:
-            atomic_write(d / STAGE_RECORD, json.dumps(record, sort_keys=True) + "\n")
+            atomic_write_json(d / STAGE_RECORD, record, indent=None)
         return d
 
     def leftover_record(self, d: Path) -> dict[str, Any] | None:
@@ -117,8 +101,8 @@ class ArtifactStore:
 
     def complete(self, artifact_dir: Path, manifest: dict[str, Any]) -> None:
         """Write the manifest, then the COMPLETE marker (atomically, last)."""
-        atomic_write(artifact_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
-        atomic_write(artifact_dir / COMPLETE, manifest["id"] + "\n")
+        atomic_write_json(artifact_dir / MANIFEST, manifest)
+        atomic_write_text(artifact_dir / COMPLETE, manifest["id"] + "\n")
         (artifact_dir / STAGE_RECORD).unlink(missing_ok=True)
 
     def all(self) -> list[Path]:
