@@ -35,20 +35,16 @@ PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A1
 
 
 def write_random_tokens(out: Path, vocab: int, n_tokens: int, doc_len: int = 500, seed: int = 0) -> Path:
-    """A token dataset (docs/formats.md) of random documents."""
-    import json
+    """A token dataset (olmoflow.data.tokens) of random documents."""
+    from olmoflow.data.tokens import ShardWriter, dtype_for, write_meta
 
     out.mkdir(parents=True, exist_ok=True)
-    dtype = np.uint16 if vocab <= 65536 else np.uint32
-    toks = np.random.default_rng(seed).integers(2, vocab, size=n_tokens).astype(dtype)
+    toks = np.random.default_rng(seed).integers(2, vocab, size=n_tokens)
     toks[doc_len - 1 :: doc_len] = 0  # EOS closes every document
-    idx = np.concatenate([np.arange(0, n_tokens, doc_len), [n_tokens]]).astype(np.int64)
-    toks.tofile(out / "bench-00000.bin")
-    np.save(out / "bench-00000.idx.npy", idx)
-    meta = {"format": "olmoflow-tokens-v1", "dtype": np.dtype(dtype).name, "vocab_size": vocab, "eos_token_id": 0,
-            "n_tokens": n_tokens, "n_docs": len(idx) - 1,
-            "shards": [{"path": "bench-00000.bin", "source": "bench", "n_tokens": n_tokens, "n_docs": len(idx) - 1}]}
-    (out / "meta.json").write_text(json.dumps(meta))
+    with ShardWriter(out, "bench-00000", "bench", dtype_for(vocab)) as w:
+        for i, start in enumerate(range(0, n_tokens, doc_len)):
+            w.add(toks[start : start + doc_len], f"bench-{i}")
+    write_meta(out, [w.entry], vocab, 0, "random")
     return out
 
 

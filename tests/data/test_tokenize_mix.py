@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ from datautil import sentence_text, vocab, write_jsonl
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from olmoflow.data.mix import mix
-from olmoflow.data.tokenize import TokenDataset, tokenize
+from olmoflow.data.tokenize import tokenize
+from olmoflow.data.tokens import FORMAT, open_token_dataset
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def test_tokenize_format_and_roundtrip(corpus, tmp_path):
     eos = corpus["tok"].token_to_id("<|endoftext|>")
     on_disk = json.loads((tmp_path / "t" / "meta.json").read_text())
     assert on_disk == meta
-    assert meta["format"] == "olmoflow-tokens-v1" and meta["dtype"] == "uint16" and meta["eos_token_id"] == eos
+    assert meta["format"] == FORMAT and meta["dtype"] == "uint16" and meta["eos_token_id"] == eos
     assert meta["n_docs"] == 270 and set(meta["sources"]) == {"code", "prose"}
     assert meta["n_tokens"] == sum(meta["sources"].values()) == sum(s["n_tokens"] for s in meta["shards"])
     for sh in meta["shards"]:
@@ -52,9 +54,9 @@ def test_tokenize_format_and_roundtrip(corpus, tmp_path):
         assert idx.dtype == np.int64 and idx[0] == 0 and idx[-1] == len(raw) == sh["n_tokens"]
         assert len(idx) == sh["n_docs"] + 1
         assert (raw[idx[1:] - 1] == eos).all()
-    ds = TokenDataset(tmp_path / "t")
-    decoded = [corpus["tok"].decode(t[:-1].tolist()) for _, t in ds.documents("prose")]
-    assert decoded == [d["text"] for d in corpus["docs"]["prose"]]
+    prose = list(open_token_dataset(tmp_path / "t").documents("prose"))
+    assert [corpus["tok"].decode(d.tokens[:-1].tolist()) for d in prose] == [d["text"] for d in corpus["docs"]["prose"]]
+    assert [(d.id, d.source) for d in prose] == [(d["id"], "prose") for d in corpus["docs"]["prose"]]
 
 
 def test_tokenize_is_deterministic_across_worker_counts(corpus, tmp_path):
@@ -71,15 +73,20 @@ def test_mix_hits_ratios_with_up_and_downsampling(corpus, tmp_path):
     info = mix({"code": t, "prose": t}, tmp_path / "m", ratios={"code": 0.7, "prose": 0.3}, total_tokens=total,
                seed=3, quiet=True)
     assert info["sources"]["code"]["repetition"] > 1.0  # upsampled
-    m = TokenDataset(tmp_path / "m")
+    m = open_token_dataset(tmp_path / "m")
     assert m.meta["n_tokens"] == info["total_tokens"]
     assert abs(info["achieved_ratios"]["code"] - 0.7) < 0.02
     for src, v in info["sources"].items():  # targets met, overshooting by less than one document
-        longest = max(len(d) for _, d in TokenDataset(t).documents(src))
+        longest = max(len(d.tokens) for d in open_token_dataset(t).documents(src))
         assert 0 <= v["tokens"] - v["target_tokens"] < longest
-    # every mixed document is a whole document of its source
-    code_docs = {tuple(t.tolist()) for _, t in TokenDataset(t).documents("code")}
-    assert all(tuple(d.tolist()) in code_docs for _, d in m.documents("code"))
+    # every mixed document is a whole document of its source, under its id, with its repeat count
+    code_docs = {d.id: d.tokens.tolist() for d in open_token_dataset(t).documents("code")}
+    mixed = list(m.documents("code"))
+    assert all(d.tokens.tolist() == code_docs[d.id] and d.source == "code" for d in mixed)
+    copies = Counter(d.id for d in mixed)
+    assert max(copies.values()) > 1 and set(copies) == set(code_docs)  # upsampled: every doc, some twice
+    (shard,) = [s for s in m.shards if s.source == "code"]
+    assert [r["repeats"] for r in shard.records()] == [copies[d.id] for d in mixed]
     again = mix({"code": t, "prose": t}, tmp_path / "m2", ratios={"code": 0.7, "prose": 0.3}, total_tokens=total,
                 seed=3, quiet=True)
     assert again == info

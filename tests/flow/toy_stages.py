@@ -121,14 +121,13 @@ def toy_eval(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageCon
 def toy_tokens(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
     import numpy as np
 
+    from olmoflow.data.tokens import ShardWriter, dtype_for, write_meta
+
     vocab, n_docs = int(config.get("vocab_size", 256)), int(config.get("n_docs", 200))
     rng = np.random.default_rng(ctx.seed)
     docs = [np.append(rng.integers(2, vocab, size=int(rng.integers(5, 60))), 0) for _ in range(n_docs)]  # EOS 0
-    flat = np.concatenate(docs).astype(np.uint16)
-    flat.tofile(out_dir / "web-00000.bin")
-    np.save(out_dir / "web-00000.idx.npy", np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64))
-    meta = {"format": "olmoflow-tokens-v1", "dtype": "uint16", "vocab_size": vocab, "eos_token_id": 0,
-            "tokenizer": "toy", "n_tokens": int(len(flat)), "n_docs": n_docs, "sources": {"web": int(len(flat))},
-            "shards": [{"path": "web-00000.bin", "source": "web", "n_tokens": int(len(flat)), "n_docs": n_docs}]}
-    (out_dir / "meta.json").write_text(json.dumps(meta))
-    return {"n_tokens": int(len(flat))}
+    with ShardWriter(out_dir, "web-00000", "web", dtype_for(vocab)) as w:
+        for i, d in enumerate(docs):
+            w.add(d, f"toy-{i}")
+    write_meta(out_dir, [w.entry], vocab, 0, "toy")
+    return {"n_tokens": w.n_tokens}

@@ -1,4 +1,4 @@
-"""Test helpers for tests/train: write token datasets with numpy (docs/formats.md), tiny configs."""
+"""Test helpers for tests/train: write token datasets (olmoflow.data.tokens), tiny configs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from olmoflow.data.tokens import ShardWriter, write_meta
+
 VOCAB = 512
 EOS = 0
 PAD = 1
@@ -14,26 +16,22 @@ PAD = 1
 
 def write_token_dataset(out: Path, docs_by_source: dict[str, list[list[int]]], vocab_size: int = VOCAB,
                         dtype: str = "uint16", eos: int = EOS, shards_per_source: int = 1) -> Path:
-    """Write ``docs`` (EOS appended to each) as a token dataset directory."""
+    """Write ``docs`` (EOS appended to each, ids ``<source>-<i>``) as a token dataset directory.
+
+    ``dtype`` is the shards' dtype and what meta.json claims, even where it does not fit ``vocab_size``
+    (so tests can build broken datasets).
+    """
     out.mkdir(parents=True, exist_ok=True)
-    shards, sources = [], {}
-    n_tok = n_docs = 0
+    shards = []
     for src, docs in docs_by_source.items():
-        parts = np.array_split(np.arange(len(docs)), shards_per_source)
-        for k, part in enumerate(parts):
-            toks = [np.asarray(list(docs[i]) + [eos], dtype=np.int64) for i in part]
-            flat = np.concatenate(toks).astype(dtype)
-            idx = np.concatenate([[0], np.cumsum([len(t) for t in toks])]).astype(np.int64)
-            name = f"{src}-{k:05d}"
-            flat.tofile(out / f"{name}.bin")
-            np.save(out / f"{name}.idx.npy", idx)
-            shards.append({"path": f"{name}.bin", "source": src, "n_tokens": int(len(flat)), "n_docs": len(toks)})
-            sources[src] = sources.get(src, 0) + int(len(flat))
-            n_tok += len(flat)
-            n_docs += len(toks)
-    meta = {"format": "olmoflow-tokens-v1", "dtype": dtype, "vocab_size": vocab_size, "eos_token_id": eos,
-            "tokenizer": "test", "n_tokens": n_tok, "n_docs": n_docs, "sources": sources, "shards": shards}
-    (out / "meta.json").write_text(json.dumps(meta))
+        for k, part in enumerate(np.array_split(np.arange(len(docs)), shards_per_source)):
+            with ShardWriter(out, f"{src}-{k:05d}", src, dtype) as w:
+                for i in part.tolist():
+                    w.add(np.asarray(list(docs[i]) + [eos]), f"{src}-{i}")
+            shards.append(w.entry)
+    meta = write_meta(out, shards, vocab_size, eos, "test")
+    if meta["dtype"] != dtype:
+        (out / "meta.json").write_text(json.dumps({**meta, "dtype": dtype}))
     return out
 
 

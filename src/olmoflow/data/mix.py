@@ -2,7 +2,9 @@
 
 For each source the target token count is met by whole passes over its documents (upsampling) plus
 a seeded random subset for the remainder (downsampling); documents are never split. The result is
-a token dataset (same format) plus ``mix.json`` recording available, target and achieved tokens.
+a token dataset (:mod:`olmoflow.data.tokens`) whose document records keep each document's id and
+source and say how often it ``repeats`` in the mix, plus ``mix.json`` recording available, target
+and achieved tokens.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from olmoflow.data.executors import _progress
-from olmoflow.data.tokenize import TokenDataset, dtype_for, write_meta
+from olmoflow.data.tokens import ShardWriter, dtype_for, open_token_dataset, write_meta
 from olmoflow.errors import OlmoflowError
 
 
@@ -97,45 +99,39 @@ def mix(
             targets = {k: int(round(total_tokens * v / s)) for k, v in targets.items()}
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    datasets = {name: TokenDataset(p) for name, p in inputs.items()}
-    vocab = {d.meta["vocab_size"] for d in datasets.values()}
-    eos = {d.meta["eos_token_id"] for d in datasets.values()}
+    datasets = {name: open_token_dataset(p) for name, p in inputs.items()}
+    vocab = {d.vocab_size for d in datasets.values()}
+    eos = {d.eos_token_id for d in datasets.values()}
     if len(vocab) > 1 or len(eos) > 1:
         raise OlmoflowError(f"mix: inputs use different tokenizers (vocab sizes {sorted(vocab)})")
     vocab_size, eos_id = vocab.pop(), eos.pop()
-    dtype = dtype_for(vocab_size)
     shards, manifest = [], {}
     for name in sorted(targets):
         ds = datasets[name]
-        own = [s for s in ds.meta["shards"] if s["source"] == name] or ds.meta["shards"]
-        arrays = [ds.shard_arrays(s) for s in own]
-        refs = [(si, i) for si, (_, idx) in enumerate(arrays) for i in range(len(idx) - 1)]
-        lengths = np.array([arrays[si][1][i + 1] - arrays[si][1][i] for si, i in refs], dtype=np.int64)
+        own = [s for s in ds.shards if s.source == name] or ds.shards
+        refs = [(si, i) for si, sh in enumerate(own) for i in range(sh.n_docs)]
+        lengths = np.concatenate([np.diff(sh.idx) for sh in own]).astype(np.int64)
         rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
         picked = _select(lengths, targets[name], rng)
-        fname = f"{name}-00000.bin"
-        idx = np.zeros(len(picked) + 1, dtype=np.int64)
-        np.cumsum(lengths[picked], out=idx[1:])
-        tmp = out / (fname + ".tmp")
-        with _progress(quiet, unit="tokens", stderr=True) as prog, open(tmp, "wb") as f:
-            bar = prog.add_task(f"mix {name}", total=int(idx[-1])) if prog else None
+        repeats = np.bincount(picked, minlength=len(lengths))
+        n_picked_tokens = int(lengths[picked].sum())
+        with (_progress(quiet, unit="tokens", stderr=True) as prog,
+              ShardWriter(out, f"{name}-00000", name, dtype_for(vocab_size)) as w):
+            bar = prog.add_task(f"mix {name}", total=n_picked_tokens) if prog else None
             for j, k in enumerate(picked.tolist()):
                 si, i = refs[k]
-                toks, offs = arrays[si]
-                f.write(np.asarray(toks[offs[i] : offs[i + 1]], dtype=dtype).tobytes())
+                rec = own[si].record(i)
+                w.add(own[si].document(i), rec["id"], rec["source"], repeats=int(repeats[k]))
                 if prog and j % 1024 == 1023:
-                    prog.update(bar, completed=int(idx[j + 1]))
+                    prog.update(bar, completed=w.n_tokens)
             if prog:
-                prog.update(bar, completed=int(idx[-1]))
-        tmp.replace(out / fname)
-        np.save(out / f"{name}-00000.idx.npy", idx)
-        n_tok = int(idx[-1])
-        shards.append({"path": fname, "source": name, "n_tokens": n_tok, "n_docs": int(len(picked))})
-        avail = int(lengths.sum())
+                prog.update(bar, completed=n_picked_tokens)
+        shards.append(w.entry)
+        n_tok, avail = w.n_tokens, int(lengths.sum())
         manifest[name] = {
             "input": str(inputs[name]), "available_tokens": avail, "available_docs": len(lengths),
             "target_tokens": targets[name], "tokens": n_tok, "docs": int(len(picked)),
-            "repetition": round(n_tok / avail, 4) if avail else 0.0,
+            "unique_docs": int(np.count_nonzero(repeats)), "repetition": round(n_tok / avail, 4) if avail else 0.0,
         }
     total = sum(s["n_tokens"] for s in shards)
     mix_info = {

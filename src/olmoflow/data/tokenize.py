@@ -1,8 +1,8 @@
-"""Tokenize Dolma JSONL into the token dataset format (docs/formats.md), in parallel, deterministically.
+"""Tokenize Dolma JSONL into the token dataset format (:mod:`olmoflow.data.tokens`), in parallel, deterministically.
 
-Each input file is one task; its documents are split by ``source`` and written as
-``<source>-<file index>.bin`` (headerless uint16/uint32, EOS after every document) plus
-``.idx.npy`` (int64 document start offsets). Output bytes do not depend on the worker count.
+Each input file is one task; its documents are split by ``source`` and written as one shard
+``<source>-<file index>`` (tokens with EOS after every document, offsets, and each document's
+Dolma ``id`` and ``source``). Output bytes do not depend on the worker count.
 Bad input records (malformed JSON, missing text, invalid UTF-8 or Unicode, ...) are skipped, counted
 in ``meta.json`` (``quarantined``, ``quarantined_by_reason``) and listed in ``quarantine.jsonl``; a
 damaged (truncated or corrupt) input file keeps its documents before the damage and is named in a
@@ -11,7 +11,6 @@ warning on stderr.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections import Counter
@@ -22,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from olmoflow.data.documents import damage_warning, dumps, is_damage, list_doc_files, read_jsonl, read_parquet
+from olmoflow.data.tokens import ShardWriter, dtype_for, write_meta
 from olmoflow.errors import OlmoflowError
 
-FORMAT = "olmoflow-tokens-v1"
 EOS_TOKEN = "<|endoftext|>"
 
 
@@ -48,39 +47,18 @@ def load_tokenizer(tokenizer_dir: str | Path):
     return tok, int(eos)
 
 
-def dtype_for(vocab_size: int) -> np.dtype:
-    return np.dtype(np.uint16) if vocab_size <= 65536 else np.dtype(np.uint32)
-
-
-def write_shard(path_bin: Path, docs_tokens: list[np.ndarray], dtype: np.dtype) -> tuple[int, int]:
-    """Write one .bin + .idx.npy pair atomically; returns (n_tokens, n_docs)."""
-    lengths = np.array([len(t) for t in docs_tokens], dtype=np.int64)
-    idx = np.zeros(len(docs_tokens) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=idx[1:])
-    tmp = path_bin.with_name(path_bin.name + ".tmp")
-    with open(tmp, "wb") as f:
-        for t in docs_tokens:
-            f.write(np.asarray(t, dtype=dtype).astype(dtype.newbyteorder("<"), copy=False).tobytes())
-    os.replace(tmp, path_bin)
-    idx_path = path_bin.with_name(path_bin.name[: -len(".bin")] + ".idx.npy")
-    tmp_idx = idx_path.with_name(idx_path.name + ".tmp.npy")
-    np.save(tmp_idx, idx)
-    os.replace(tmp_idx, idx_path)
-    return int(idx[-1]), len(docs_tokens)
-
-
 def _tokenize_file(args: tuple[str, int, str, str, int]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Tokenize one document file; returns (shards written, quarantine records of its bad input)."""
     path, file_index, tok_dir, out_dir, batch_size = args
     tok, eos = load_tokenizer(tok_dir)
     dtype = dtype_for(tok.get_vocab_size())
-    by_source: dict[str, list[np.ndarray]] = {}
-    batch: list[tuple[str, str]] = []
+    by_source: dict[str, list[tuple[str, np.ndarray]]] = {}  # source -> [(doc id, tokens)]
+    batch: list[tuple[str, str, str]] = []  # (source, id, text)
 
     def flush() -> None:
-        encs = tok.encode_batch([t for _, t in batch], add_special_tokens=False)
-        for (src, _), enc in zip(batch, encs):
-            by_source.setdefault(src, []).append(np.array([*enc.ids, eos], dtype=np.int64))
+        encs = tok.encode_batch([t for _, _, t in batch], add_special_tokens=False)
+        for (src, doc_id, _), enc in zip(batch, encs):
+            by_source.setdefault(src, []).append((doc_id, np.array([*enc.ids, eos], dtype=np.int64)))
         batch.clear()
 
     quarantined: list[dict[str, Any]] = []
@@ -89,7 +67,7 @@ def _tokenize_file(args: tuple[str, int, str, str, int]) -> tuple[list[dict[str,
         if d is None:
             quarantined.append(bad)  # type: ignore[arg-type]
             continue
-        batch.append((str(d.get("source") or "default"), d["text"]))
+        batch.append((str(d.get("source") or "default"), d["id"], d["text"]))
         if len(batch) >= batch_size:
             flush()
     if batch:
@@ -97,26 +75,11 @@ def _tokenize_file(args: tuple[str, int, str, str, int]) -> tuple[list[dict[str,
     shards = []
     for src in sorted(by_source):
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in src)
-        name = f"{safe}-{file_index:05d}.bin"
-        n_tok, n_docs = write_shard(Path(out_dir) / name, by_source[src], dtype)
-        shards.append({"path": name, "source": src, "n_tokens": n_tok, "n_docs": n_docs})
+        with ShardWriter(out_dir, f"{safe}-{file_index:05d}", src, dtype) as w:
+            for doc_id, tokens in by_source[src]:
+                w.add(tokens, doc_id)
+        shards.append(w.entry)
     return shards, quarantined
-
-
-def write_meta(out: Path, shards: list[dict[str, Any]], vocab_size: int, eos: int, tokenizer: str,
-               extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    sources: dict[str, int] = {}
-    for s in shards:
-        sources[s["source"]] = sources.get(s["source"], 0) + s["n_tokens"]
-    meta = {
-        "format": FORMAT, "dtype": str(dtype_for(vocab_size)), "vocab_size": vocab_size, "eos_token_id": eos,
-        "tokenizer": tokenizer, "n_tokens": sum(s["n_tokens"] for s in shards),
-        "n_docs": sum(s["n_docs"] for s in shards), "sources": dict(sorted(sources.items())), "shards": shards,
-    }
-    if extra:
-        meta.update(extra)
-    (out / "meta.json").write_text(json.dumps(meta, indent=1))
-    return meta
 
 
 def tokenize(
@@ -164,32 +127,3 @@ def tokenize(
         qpath.unlink(missing_ok=True)
     extra = {"quarantined": len(bad), "quarantined_by_reason": dict(sorted(by_reason.items()))}
     return write_meta(out, shards, tok.get_vocab_size(), eos, str(tokenizer_dir), extra)
-
-
-class TokenDataset:
-    """Read access to a token dataset directory: documents as numpy arrays (EOS included)."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        meta_path = self.path / "meta.json"
-        if not meta_path.is_file():
-            raise OlmoflowError(f"not a token dataset (no meta.json): {self.path}")
-        self.meta = json.loads(meta_path.read_text())
-        if self.meta.get("format") != FORMAT:
-            raise OlmoflowError(f"{meta_path}: unknown format {self.meta.get('format')!r}")
-        self.dtype = np.dtype(self.meta["dtype"])
-
-    def shard_arrays(self, shard: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        bin_path = self.path / shard["path"]
-        idx = np.load(bin_path.with_name(bin_path.name[: -len(".bin")] + ".idx.npy"))
-        toks = np.memmap(bin_path, dtype=self.dtype, mode="r") if idx[-1] > 0 else np.zeros(0, self.dtype)
-        return toks, idx
-
-    def documents(self, source: str | None = None):
-        """Yield (source, tokens) for every document, in shard order."""
-        for sh in self.meta["shards"]:
-            if source is not None and sh["source"] != source:
-                continue
-            toks, idx = self.shard_arrays(sh)
-            for i in range(len(idx) - 1):
-                yield sh["source"], np.asarray(toks[idx[i] : idx[i + 1]])

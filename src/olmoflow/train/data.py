@@ -1,9 +1,7 @@
 """Token data for pretraining: read ``olmoflow tokenize`` datasets and draw training sequences.
 
-* :func:`open_token_dataset` reads a dataset directory (``meta.json`` + ``.bin`` memmaps +
-  ``.idx.npy`` document offsets, see docs/formats.md) and validates it: files present, sizes
-  matching ``n_tokens``, dtype wide enough for the vocabulary. Every problem is a one-line
-  :class:`~olmoflow.errors.OlmoflowError` naming the file.
+* Datasets are opened and validated by :func:`olmoflow.data.tokens.open_token_dataset` (the one
+  token format, re-exported here); a source's shards are read as memmaps.
 * :class:`FixedLengthSource` concatenates a source's documents (EOS-separated) and cuts windows of
   ``seq_len + 1`` tokens with stride ``seq_len``: inputs are ``w[:-1]``, labels ``w[1:]``. Like OLMo it
   trains across document boundaries.
@@ -18,14 +16,13 @@
 from __future__ import annotations
 
 import bisect
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from olmoflow.data.tokens import TokenDataset, TokenShard, open_token_dataset
 from olmoflow.errors import OlmoflowError
 
 __all__ = [
@@ -43,103 +40,6 @@ __all__ = [
 ]
 
 IGNORE_INDEX = -100
-FORMAT = "olmoflow-tokens-v1"
-_DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
-
-
-@dataclass
-class TokenShard:
-    """One ``.bin`` file: tokens (memmap) and document start offsets (``idx``, length n_docs + 1)."""
-
-    path: Path
-    source: str
-    tokens: np.ndarray
-    idx: np.ndarray
-
-    @property
-    def n_tokens(self) -> int:
-        return int(self.tokens.shape[0])
-
-
-@dataclass
-class TokenDataset:
-    """A token dataset directory after validation."""
-
-    path: Path
-    vocab_size: int
-    eos_token_id: int
-    dtype: str
-    shards: list[TokenShard]
-
-    @property
-    def n_tokens(self) -> int:
-        return sum(s.n_tokens for s in self.shards)
-
-
-def open_token_dataset(path: str | Path, vocab_size: int | None = None) -> TokenDataset:
-    """Open and validate a token dataset; ``vocab_size`` is the model's (token ids must fit in it)."""
-    path = Path(path)
-    meta_path = path / "meta.json"
-    if not meta_path.is_file():
-        raise OlmoflowError(f"{meta_path}: token dataset metadata not found")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as e:
-        raise OlmoflowError(f"{meta_path}:{e.lineno}: invalid JSON: {e.msg}") from None
-    for key in ("dtype", "vocab_size", "shards"):
-        if key not in meta:
-            raise OlmoflowError(f"{meta_path}: missing key '{key}'")
-    if meta.get("format", FORMAT) != FORMAT:
-        raise OlmoflowError(f"{meta_path}: unsupported format {meta['format']!r} (expected {FORMAT!r})")
-    dtype = meta["dtype"]
-    if dtype not in _DTYPES:
-        raise OlmoflowError(f"{meta_path}: dtype {dtype!r} not supported (uint16 or uint32)")
-    data_vocab = int(meta["vocab_size"])
-    if dtype == "uint16" and data_vocab > 65536:
-        raise OlmoflowError(
-            f"{meta_path}: dtype uint16 cannot hold vocab_size {data_vocab} (> 65536); re-tokenize with uint32"
-        )
-    if vocab_size is not None and data_vocab > vocab_size:
-        raise OlmoflowError(
-            f"{meta_path}: dataset vocab_size {data_vocab} exceeds the model's vocab_size {vocab_size}"
-        )
-    np_dtype = _DTYPES[dtype]
-    shards = []
-    for i, entry in enumerate(meta["shards"]):
-        if "path" not in entry:
-            raise OlmoflowError(f"{meta_path}: shards[{i}] has no 'path'")
-        shards.append(_open_shard(path, entry, np_dtype, meta_path))
-    if not shards:
-        raise OlmoflowError(f"{meta_path}: no shards listed")
-    return TokenDataset(path, data_vocab, int(meta.get("eos_token_id", 0)), dtype, shards)
-
-
-def _open_shard(root: Path, entry: dict, np_dtype, meta_path: Path) -> TokenShard:
-    bin_path = root / entry["path"]
-    name = entry["path"][: -len(".bin")] if entry["path"].endswith(".bin") else entry["path"]
-    idx_path = root / f"{name}.idx.npy"
-    if not bin_path.is_file():
-        raise OlmoflowError(f"{bin_path}: token shard listed in {meta_path.name} not found")
-    if not idx_path.is_file():
-        raise OlmoflowError(f"{idx_path}: document index for {bin_path.name} not found")
-    itemsize = np.dtype(np_dtype).itemsize
-    size = bin_path.stat().st_size
-    if size % itemsize:
-        raise OlmoflowError(f"{bin_path}: size {size} bytes is not a multiple of {itemsize} ({np.dtype(np_dtype)})")
-    n = size // itemsize
-    if "n_tokens" in entry and int(entry["n_tokens"]) != n:
-        raise OlmoflowError(
-            f"{bin_path}: holds {n} {np.dtype(np_dtype)} tokens but meta.json says n_tokens={entry['n_tokens']}"
-            " (dtype mismatch or truncated file?)"
-        )
-    try:
-        idx = np.load(idx_path)
-    except Exception as e:  # noqa: BLE001 - any unreadable index is the same user error
-        raise OlmoflowError(f"{idx_path}: cannot read document index ({e})") from None
-    if idx.ndim != 1 or len(idx) < 2 or idx[0] != 0 or idx[-1] != n or np.any(np.diff(idx) <= 0):
-        raise OlmoflowError(f"{idx_path}: document offsets must rise from 0 to n_tokens={n}")
-    tokens = np.memmap(bin_path, dtype=np_dtype, mode="r", shape=(n,)) if n else np.zeros(0, np_dtype)
-    return TokenShard(bin_path, str(entry.get("source", "default")), tokens, idx.astype(np.int64))
 
 
 class _Stream:
