@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from olmoflow.artifacts import artifact_of
 from olmoflow.errors import OlmoflowError
 from olmoflow.eval.lm import HarnessLM
 from olmoflow.eval.runners import n_requests, run_task
 from olmoflow.eval.tasks import Task, get_task
+from olmoflow.io import sha256_file
 
 __all__ = ["evaluate", "evaluate_lm", "load_model_and_tokenizer", "find_tokenizer", "model_provenance",
            "print_table", "resolve_tasks"]
@@ -41,32 +42,14 @@ def load_model_and_tokenizer(model_path: str | Path, tokenizer: str | Path | Non
     return model, tok
 
 
-def _sha256_file(path: Path, limit: int = 2 << 30) -> str | None:
-    if not path.is_file() or path.stat().st_size > limit:
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def model_provenance(model_path: str | Path) -> dict[str, Any]:
     """Where the model came from: path, weights hash, and its artifact id / manifest if any."""
     p = Path(model_path).resolve()
     d = p if p.is_dir() else p.parent
-    info: dict[str, Any] = {"path": str(model_path), "weights_sha256": _sha256_file(d / "model.safetensors")}
-    try:
-        from olmoflow.flow.store import find_artifact_root, read_manifest
-
-        found = find_artifact_root(d)
-        if found is not None:
-            root, sub = found
-            man = read_manifest(root)
-            info.update(artifact_id=man.get("id"), artifact_dir=str(root), artifact_subpath=sub,
-                        stage=man.get("stage"), config_hash=man.get("config_hash"))
-    except ImportError:
-        pass
+    weights = d / "model.safetensors"
+    small = weights.is_file() and weights.stat().st_size <= 2 << 30  # larger: not worth reading twice
+    info: dict[str, Any] = {"path": str(model_path), "weights_sha256": sha256_file(weights) if small else None}
+    info.update(artifact_of(d) or {})
     if "artifact_id" not in info and (d / "manifest.json").is_file():
         try:
             man = json.loads((d / "manifest.json").read_text())

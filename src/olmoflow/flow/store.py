@@ -19,38 +19,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from olmoflow.artifacts import COMPLETE, MANIFEST, find_artifact_root, is_complete, read_manifest
 from olmoflow.errors import OlmoflowError
 from olmoflow.io import atomic_write_json, atomic_write_text
 
-__all__ = ["ArtifactStore", "find_artifact_root", "read_manifest"]
+__all__ = ["COMPLETE", "MANIFEST", "ArtifactStore", "find_artifact_root", "is_complete", "read_manifest"]
 
-MANIFEST = "manifest.json"
-COMPLETE = "COMPLETE"
 STAGE_RECORD = ".stage.json"  # in an unfinished dir of a resumable stage: which stage run writes it
 KEY_LEN = 16
-
-
-def read_manifest(artifact_dir: Path) -> dict[str, Any]:
-    path = Path(artifact_dir) / MANIFEST
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise OlmoflowError(f"{artifact_dir}: not an artifact (no {MANIFEST})") from None
-    except json.JSONDecodeError as e:
-        raise OlmoflowError(f"{path}: corrupt manifest ({e})") from None
-
-
-def is_complete(artifact_dir: Path) -> bool:
-    return (Path(artifact_dir) / COMPLETE).is_file() and (Path(artifact_dir) / MANIFEST).is_file()
-
-
-def find_artifact_root(path: Path) -> tuple[Path, str] | None:
-    """If ``path`` lies inside a complete artifact, return (artifact dir, sub path), else None."""
-    path = Path(path).resolve()
-    for cand in [path, *path.parents]:
-        if is_complete(cand):
-            return cand, path.relative_to(cand).as_posix() if cand != path else ""
-    return None
 
 
 class ArtifactStore:
