@@ -61,17 +61,23 @@ class LMObjective(Objective):
 
     def setup(self, run: RunContext) -> None:
         super().setup(run)
-        cfg, pad = self.cfg, run.model_cfg.pad_token_id
-        self.plan = batch_plan(cfg, run.world_size)
-        datasets = load_token_data(cfg.data.paths, run.model_cfg.vocab_size, "data.paths")
-        self.sampler = MixtureSampler(build_sources(datasets, cfg.data.mode, cfg.seq_len, pad), cfg.data.mixture,
-                                      cfg.seed)
-        self.val_sampler = None
+        self.plan = batch_plan(self.cfg, run.world_size)
+        train, val = self.build_sources(run)
+        self.sampler = MixtureSampler(train, self.cfg.data.mixture, self.cfg.seed)
+        # a fixed order (seed 0, whatever the run's seed) over all val sources: the first
+        # eval_batches × micro_batch sequences sample every source, and runs compare on one val set
+        self.val_sampler = MixtureSampler(val, seed=0) if val else None
+
+    def build_sources(self, run: RunContext) -> tuple[list, list | None]:
+        """Training and validation sources: indexable sequences of ``{"input_ids", "labels"
+        [, "doc_ids"]}`` of ``seq_len`` tokens, one per source name (what the mixture weighs)."""
+        cfg, pad, vocab = self.cfg, run.model_cfg.pad_token_id, run.model_cfg.vocab_size
+        train = build_sources(load_token_data(cfg.data.paths, vocab, "data.paths"), cfg.data.mode, cfg.seq_len, pad)
+        val = None
         if cfg.data.val_paths:
-            val = load_token_data(cfg.data.val_paths, run.model_cfg.vocab_size, "data.val_paths")
-            # a fixed order (seed 0, whatever the run's seed) over all val sources: the first
-            # eval_batches × micro_batch sequences sample every source, and runs compare on one val set
-            self.val_sampler = MixtureSampler(build_sources(val, cfg.data.mode, cfg.seq_len, pad), seed=0)
+            val_data = load_token_data(cfg.data.val_paths, vocab, "data.val_paths")
+            val = build_sources(val_data, cfg.data.mode, cfg.seq_len, pad)
+        return train, val
 
     # ------------------------------------------------------------------ batches
 
