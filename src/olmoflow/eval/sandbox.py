@@ -1,108 +1,248 @@
-"""Run untrusted Python (model-written code) in a restricted subprocess.
+"""Run untrusted Python (model-written code) in an isolated process: the one sandbox of the project.
 
-Used by code benchmarks (HumanEval) and by the code verifiers of post-training: one sandbox for
-the whole project.
+Used by code benchmarks (HumanEval, via :mod:`olmoflow.scoring.code`) and by the code verifiers
+of post-training. Isolation comes from the kernel, not from Python: nothing the program does
+inside its interpreter (rewriting frames, ``ctypes``, ``os.open(dir_fd=...)``, ``os.setsid``,
+forking) can switch it off.
 
-Layers of defence, outermost first:
+How a run is set up (Linux, caller is root — the full guarantees):
 
-1. **Process limits** (``setrlimit`` in the child before exec): CPU seconds (``RLIMIT_CPU``),
-   address space (``RLIMIT_AS``, so a 10 GB allocation raises ``MemoryError``), file size
-   (``RLIMIT_FSIZE``), number of processes (``RLIMIT_NPROC``), core dumps off.
-2. **Wall-clock timeout**: the child runs in its own session; on timeout the whole process group
-   is killed with ``SIGKILL``.
-3. **Unprivileged user**: when the caller is root and the interpreter is world-readable, the
-   child drops to ``nobody`` (uid 65534), so
-   ``RLIMIT_NPROC`` is enforced (root ignores it) and file-system permissions deny writes to
-   anything the caller owns.
-4. **No network**: the child runs in a fresh network namespace (only a down loopback) when the
-   host permits it; independently, the preamble's audit hook refuses every
-   ``socket`` creation/connection (``unshare(CLONE_NEWNET)`` via libc in the child; with a user
-   namespace when unprivileged).
-5. **Preamble audit hook** (``sys.addaudithook``) inside the child: refuses opening files for
-   writing, creating/removing/renaming paths outside the temporary working directory, starting
-   processes (``fork``, ``exec``, ``system``, ``posix_spawn``, ``subprocess``), sockets and
-   ``ctypes``.
-6. **Clean interpreter**: ``python -I`` (isolated: no ``PYTHON*`` env, no user site), an empty
-   environment, and a fresh temporary working directory that is deleted afterwards.
+1. The caller starts a small trusted *launcher* (``python -I -S -c _LAUNCHER``; no
+   ``preexec_fn``, so it is safe from a threaded caller). The launcher calls
+   ``unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)`` and forks
+   the namespace's *init* (pid 1), which dies with the launcher (``PR_SET_PDEATHSIG``).
+2. init builds a new root: a read-only tmpfs holding read-only, ``nosuid`` bind mounts of the
+   system directories and of the interpreter's prefix (so a Python under ``/root/.pyenv`` works
+   whatever the permissions of ``/root``), ``/dev/{null,zero,random,urandom}``, a fresh
+   ``/proc`` of the new PID namespace, and ``/sandbox``: a size-capped tmpfs, the only writable
+   place (``/tmp`` links to it), owned by the run's uid. init ``chroot``\\s into it.
+3. init forks the program: rlimits (CPU, address space, processes, file size, open files, no
+   core), ``PR_SET_NO_NEW_PRIVS``, then it drops to a *per-run uid/gid* from
+   ``[_UID_BASE, _UID_BASE + _UID_SPAN)`` (held by a lock file, so concurrent runs never share
+   one: ``RLIMIT_NPROC`` counts per uid) and execs ``python -I -B main.py`` in ``/sandbox``.
+4. When the program exits or its wall-clock time is up, init exits, and the kernel kills every
+   process left in the PID namespace: ``setsid`` children, double forks, daemons. The caller
+   kills the launcher on its own deadline as a backstop (init follows it).
+5. The verdict is reported by init on a status pipe the program never holds (closed before
+   ``exec``); the program's own output is only data.
 
-Threat model (honest): this stops accidents and the usual failure modes of model-written code —
-infinite loops, fork bombs, memory blow-ups, stray writes, network calls. Audit hooks are not a
-security boundary against a determined adversary (C extensions can bypass them), so layers 1-4
-are what actually contain a hostile program; when neither root-drop nor ``unshare`` is
-available (an unprivileged host without user namespaces) only the in-process hooks guard the
-file system and network. For adversarial code use a VM or container on top.
+Guarantees by system (``SandboxResult.isolation`` lists what a run actually had; a run with
+less than the full set warns once):
+
+=============================  ===============  ================  =================
+guarantee                      Linux, root      Linux, non-root   macOS / other
+=============================  ===============  ================  =================
+rlimits (CPU, AS, FSIZE, ...)  yes              yes               yes (AS may not)
+process limit (RLIMIT_NPROC)   yes, own uid     shared with user  shared with user
+kill of every descendant       PID namespace    PID namespace*    process group only
+no network                     net namespace    net namespace*    audit hook only
+writes only in its own dir     OS (mount ns)    audit hook only   audit hook only
+other uid than the caller      yes              no                no
+unforgeable verdict (scoring)  yes              yes               yes
+=============================  ===============  ================  =================
+
+``*`` when unprivileged user namespaces are enabled. Where the OS cannot confine writes or the
+network, a Python audit hook is installed as a best effort; it is not a security boundary
+(C code can bypass it). For hostile code on such hosts, add a VM or container around the run.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import json
 import os
-import resource
+import random
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["SandboxResult", "run_python", "network_namespace_available"]
+__all__ = ["SandboxResult", "SandboxProcess", "run_python", "start_python", "FULL_ISOLATION"]
 
-_NOBODY = 65534
+FULL_ISOLATION = ("pid_namespace", "net_namespace", "mount_namespace", "own_uid", "rlimits")
+_UID_BASE = 0x10000000  # far above any real account; one uid (and gid) per concurrent run
+_UID_SPAN = 1 << 16
+_LOCK_DIR = Path(tempfile.gettempdir()) / "olmoflow-sandbox-uids"
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
-_PREAMBLE = r'''
+# The best-effort hook, used only when the OS could not confine writes or the network.
+_HOOK = r'''
 import os as _os, sys as _sys
 _ROOT = _os.path.realpath(_os.getcwd())
-_WRITE_FLAGS = _os.O_WRONLY | _os.O_RDWR | _os.O_CREAT | _os.O_APPEND | _os.O_TRUNC
-_PATH_EVENTS = {"os.remove", "os.rename", "os.mkdir", "os.rmdir", "os.chmod", "os.chown",
-                "os.symlink", "os.link", "os.truncate", "os.utime", "shutil.rmtree",
-                "shutil.copyfile", "shutil.move", "os.chdir"}
-_DENY_EVENTS = {"os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
-                "subprocess.Popen", "os.kill", "os.killpg", "pty.spawn", "ctypes.dlopen",
-                "ctypes.dlsym", "ctypes.cdata", "socket.__new__", "socket.connect",
-                "socket.bind", "socket.getaddrinfo", "socket.sendto", "socket.gethostbyname",
-                "os.putenv", "os.unsetenv", "sys.addaudithook", "_posixsubprocess.fork_exec"}
-_realpath = _os.path.realpath
-_fspath = _os.fspath
-
-def _inside(path):
+_W = _os.O_WRONLY | _os.O_RDWR | _os.O_CREAT | _os.O_APPEND | _os.O_TRUNC
+_PATHS = {"os.remove", "os.rename", "os.mkdir", "os.rmdir", "os.chmod", "os.chown", "os.symlink",
+          "os.link", "os.truncate", "os.utime", "shutil.rmtree", "shutil.copyfile", "shutil.move"}
+_DENY = {"socket.__new__", "socket.connect", "socket.bind", "socket.getaddrinfo", "socket.sendto",
+         "ctypes.dlopen", "sys.addaudithook"}
+def _inside(p, _rp=_os.path.realpath, _fs=_os.fspath):
     try:
-        if isinstance(path, int):
-            return True
-        p = _fspath(path)
-        if isinstance(p, bytes):
-            p = p.decode("utf-8", "replace")
-        p = _realpath(p)
+        p = _fs(p)
+        p = p.decode() if isinstance(p, bytes) else p
+        p = _rp(p)
     except Exception:
         return False
     return p == _ROOT or p.startswith(_ROOT + "/")
-
 def _hook(event, args):
-    if event in _DENY_EVENTS:
+    if event in _DENY:
         raise PermissionError(f"sandbox: {event} is not allowed")
     if event == "open":
         path, mode, flags = args
-        writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or bool(flags & _WRITE_FLAGS)
-        if writing and not _inside(path):
-            raise PermissionError(f"sandbox: writing {path!r} outside the sandbox directory is not allowed")
-    elif event in _PATH_EVENTS:
+        w = (isinstance(mode, str) and any(c in mode for c in "wax+")) or bool(flags & _W)
+        if w and not isinstance(path, int) and not _inside(path):
+            raise PermissionError(f"sandbox: writing {path!r} is not allowed")
+    elif event in _PATHS:
         for a in args[:2]:
             if isinstance(a, (str, bytes, _os.PathLike)) and not _inside(a):
                 raise PermissionError(f"sandbox: {event} on {a!r} is not allowed")
-
 _sys.addaudithook(_hook)
 del _hook
-_sys.argv = ["solution.py"]
-_code = open("solution.py", encoding="utf-8").read()
+'''
+
+_MAIN = r'''
+import sys
+sys.argv = ["solution.py"]
 _g = {"__name__": "__main__", "__file__": "solution.py", "__builtins__": __builtins__}
-exec(compile(_code, "solution.py", "exec"), _g)
+exec(compile(open("solution.py", encoding="utf-8").read(), "solution.py", "exec"), _g)
+'''
+
+# Trusted launcher, run as ``python -I -S -c _LAUNCHER CONFIG_JSON`` by the caller (see the module
+# docstring). Writes one JSON line on the status fd: how the program ended and what isolation held.
+_LAUNCHER = r'''
+import ctypes, fcntl, json, os, resource, signal, sys, traceback
+cfg = json.loads(sys.argv[1])
+status_fd = cfg["status_fd"]
+os.set_inheritable(status_fd, False)
+libc = ctypes.CDLL(None, use_errno=True)
+NS, PID, NET, IPC, UTS, USER = 0x20000, 0x20000000, 0x40000000, 0x08000000, 0x04000000, 0x10000000
+RDONLY, NOSUID, NODEV, NOEXEC, REMOUNT, BIND, REC, PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
+iso = ["rlimits"]
+root = os.geteuid() == 0
+
+def report(**kw):
+    os.write(status_fd, (json.dumps(dict(kw, isolation=iso)) + "\n").encode())
+
+def mount(src, dst, fstype, flags, data=None):
+    if libc.mount(src and src.encode(), dst.encode(), fstype and fstype.encode(), flags, data and data.encode()):
+        e = ctypes.get_errno()
+        raise OSError(e, f"mount {src} on {dst}: {os.strerror(e)}")
+
+if root and libc.unshare(NS | PID | NET | IPC | UTS) == 0:
+    iso += ["pid_namespace", "net_namespace", "mount_namespace"]
+elif libc.unshare(USER | PID | NET) == 0:
+    iso += ["pid_namespace", "net_namespace"]
+
+def bind_ro(new, src):
+    dst = new + src
+    if os.path.islink(src) and not os.path.isdir(dst):
+        os.symlink(os.readlink(src), dst)
+        return
+    os.makedirs(dst, exist_ok=True)
+    mount(src, dst, None, BIND | REC)
+    mount(None, dst, None, BIND | REMOUNT | RDONLY | NOSUID | NODEV)
+
+def build_root():
+    new, uid = cfg["root"], cfg["uid"]
+    mount(None, "/", None, REC | PRIVATE)
+    mount("tmpfs", new, "tmpfs", NOSUID | NODEV, "size=1m,mode=755")
+    for src in cfg["ro_binds"]:
+        if os.path.lexists(src):
+            bind_ro(new, src)
+    os.makedirs(new + "/dev")
+    for d in ("null", "zero", "random", "urandom"):
+        open(new + "/dev/" + d, "w").close()
+        mount("/dev/" + d, new + "/dev/" + d, None, BIND)
+    os.makedirs(new + "/proc")
+    mount("proc", new + "/proc", "proc", NOSUID | NODEV | NOEXEC)
+    os.makedirs(new + "/sandbox")
+    mount("tmpfs", new + "/sandbox", "tmpfs", NOSUID | NODEV,
+          f"size={cfg['disk_mb']}m,nr_inodes=4096,mode=700,uid={uid},gid={uid}")
+    for name, path in cfg["files"].items():
+        with open(path, "rb") as f, open(new + "/sandbox/" + name, "wb") as g:
+            g.write(f.read())
+        os.chown(new + "/sandbox/" + name, uid, uid)
+    os.symlink("/sandbox", new + "/tmp")
+    mount(None, new, None, BIND | REMOUNT | RDONLY | NOSUID | NODEV)
+    os.chroot(new)
+    os.chdir("/sandbox")
+
+def run_program():
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in cfg["fds"]]
+    for target, fd in enumerate(high, start=3):
+        os.dup2(fd, target)
+    os.closerange(3 + len(cfg["fds"]), 1 << 16)
+    lim = cfg["limits"]
+    for name, value in lim.items():
+        resource.setrlimit(getattr(resource, name), (value, value + (1 if name == "RLIMIT_CPU" else 0)))
+    libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: setuid binaries gain nothing
+    if "own_uid" in iso:
+        os.setgroups([])
+        os.setgid(cfg["uid"])
+        os.setuid(cfg["uid"])
+    os.execve(cfg["python"], [cfg["python"], "-I", "-B", "main.py"], cfg["env"])
+
+def init():
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the launcher
+    if "mount_namespace" in iso:
+        build_root()
+        iso.append("own_uid")
+    else:
+        os.chdir(cfg["workdir"])
+    child = os.fork()
+    if child == 0:
+        try:
+            run_program()
+        except BaseException:
+            traceback.print_exc()
+        os._exit(127)
+    for fd in cfg["fds"]:
+        os.close(fd)
+    def expire(*_):
+        report(kind="timeout")
+        os._exit(0)  # pid 1 exiting: the kernel kills everything left in the namespace
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, cfg["timeout_s"])
+    while True:
+        try:
+            pid, st = os.wait()
+        except ChildProcessError:
+            break
+        if pid == child:
+            break
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    if os.WIFSIGNALED(st):
+        report(kind="signal", value=os.WTERMSIG(st))
+    else:
+        report(kind="exit", value=os.WEXITSTATUS(st))
+    os._exit(0)
+
+try:
+    pid = os.fork() if "pid_namespace" in iso else 0
+    if pid == 0:
+        try:
+            init()
+        except BaseException as e:
+            report(kind="setup_error", value=f"{type(e).__name__}: {e}")
+        os._exit(0)
+    os.waitpid(pid, 0)
+except BaseException as e:
+    report(kind="setup_error", value=f"{type(e).__name__}: {e}")
 '''
 
 
 @dataclass
 class SandboxResult:
-    """Outcome of one sandboxed run. ``ok`` is True only for a clean exit with status 0."""
+    """Outcome of one sandboxed run. ``ok`` is True only for a clean exit with status 0.
+
+    ``returncode`` is negative for a signal, as in :mod:`subprocess`; ``isolation`` names the
+    mechanisms this run had (:data:`FULL_ISOLATION` on Linux as root)."""
 
     ok: bool
     returncode: int | None
@@ -110,79 +250,48 @@ class SandboxResult:
     stderr: str
     reason: str  # "ok" | "error" | "timeout" | "cpu_limit" | "memory" | "denied" | "killed" | "output_limit"
     wall_s: float
-
-
-_CLONE_NEWNET = 0x40000000
-_CLONE_NEWUSER = 0x10000000
+    isolation: tuple[str, ...] = field(default=())
 
 
 @functools.cache
-def _libc():
-    import ctypes
-
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
-def _unshare_net() -> bool:
-    """Move the calling process into a fresh network namespace (loopback down, no routes)."""
-    libc = _libc()
-    if libc is None or not hasattr(libc, "unshare"):
-        return False
-    if libc.unshare(_CLONE_NEWNET) == 0:
-        return True
-    return libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) == 0
+def _ro_binds() -> tuple[str, ...]:
+    """System directories plus every directory the interpreter needs, outermost only."""
+    paths = {*_SYSTEM_DIRS, sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+             str(Path(os.path.realpath(sys.executable)).parent.parent)}
+    real = sorted({p if p in _SYSTEM_DIRS else os.path.realpath(p) for p in paths})
+    return tuple(p for p in real if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in real))
 
 
-@functools.cache
-def network_namespace_available() -> bool:
-    """Whether this host lets a child enter a fresh network namespace; probed once."""
-    if not sys.platform.startswith("linux") or _libc() is None:
-        return False
-    probe = "import socket,sys;s=socket.socket();s.settimeout(2)\ntry:\n s.connect(('127.0.0.1',9))\nexcept OSError as e:\n sys.exit(0 if e.errno==101 else 3)"
-    try:
-        r = subprocess.run([sys.executable, "-I", "-c", probe], preexec_fn=_unshare_net,
-                           capture_output=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired, subprocess.SubprocessError):
-        return False
-    return r.returncode == 0
+class _UidLock:
+    """A uid no other concurrent run (in any process on this host) holds, via a lock file."""
+
+    def __init__(self) -> None:
+        _LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+        for _ in range(64):
+            uid = _UID_BASE + random.randrange(_UID_SPAN)
+            fd = os.open(_LOCK_DIR / str(uid), os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self.uid, self._fd = uid, fd
+            return
+        raise RuntimeError("sandbox: no free uid after 64 tries")
+
+    def release(self) -> None:
+        os.close(self._fd)
 
 
-@functools.cache
-def _world_accessible_python() -> bool:
-    """Whether an unprivileged user can run this interpreter and read its stdlib."""
-    import stat
-
-    for target in {os.path.realpath(sys.executable), os.path.realpath(os.__file__)}:
-        path = Path(target)
-        for parent in reversed(path.parents):
-            if not parent.stat().st_mode & stat.S_IXOTH:
-                return False
-        if not path.stat().st_mode & stat.S_IROTH:
-            return False
-    return True
+_warned: set[tuple[str, ...]] = set()
 
 
-def _limits(cpu_s: float, memory_mb: int, max_file_mb: int, max_procs: int, drop_root: bool, net: bool):
-    def apply() -> None:
-        if net:
-            _unshare_net()
-        cpu = max(1, int(cpu_s + 0.999))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        mem = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        fsize = max_file_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_NPROC, (max_procs, max_procs))
-        if drop_root:
-            os.setgroups([])
-            os.setgid(_NOBODY)
-            os.setuid(_NOBODY)
-
-    return apply
+def _warn_degraded(iso: tuple[str, ...]) -> None:
+    missing = tuple(m for m in FULL_ISOLATION if m not in iso)
+    if missing and missing not in _warned:
+        _warned.add(missing)
+        warnings.warn(f"olmoflow sandbox: running without {', '.join(missing)} on this host "
+                      "(see olmoflow.eval.sandbox for what still holds)", RuntimeWarning, stacklevel=3)
 
 
 def _classify(rc: int | None, stderr: str, timed_out: bool, wall_s: float, cpu_s: float) -> str:
@@ -192,74 +301,169 @@ def _classify(rc: int | None, stderr: str, timed_out: bool, wall_s: float, cpu_s
         return "ok"
     if rc in (-signal.SIGXCPU, -signal.SIGKILL) and wall_s >= cpu_s * 0.5:
         return "cpu_limit"
-    if rc == -signal.SIGXFSZ or "File too large" in stderr:
+    if rc == -signal.SIGXFSZ or "File too large" in stderr or "No space left on device" in stderr:
         return "output_limit"
     if "MemoryError" in stderr or "Cannot allocate memory" in stderr:
         return "memory"
-    if "sandbox:" in stderr and "PermissionError" in stderr:
-        return "denied"
-    if "Resource temporarily unavailable" in stderr or "PermissionError" in stderr or "Permission denied" in stderr:
+    if any(s in stderr for s in ("PermissionError", "Permission denied", "Read-only file system",
+                                 "Resource temporarily unavailable", "Network is unreachable")):
         return "denied"
     if rc is not None and rc < 0:
         return "killed"
     return "error"
 
 
-def run_python(
-    code: str,
-    timeout_s: float = 10.0,
-    memory_mb: int = 1024,
-    cpu_s: float | None = None,
-    max_output_mb: int = 16,
-    max_procs: int = 8,
-    stdin: str = "",
-) -> SandboxResult:
-    """Run ``code`` as ``__main__`` in a sandboxed ``python -I`` subprocess and report the outcome.
+class SandboxProcess:
+    """A running sandboxed program (from :func:`start_python`). With ``channel=True`` the program
+    holds fds 3 (reads what :meth:`send` writes) and 4 (what :meth:`recv_line` reads), for a
+    caller that talks to it while it runs (the code scorer calls functions this way)."""
 
-    The calling process is never affected: all limits apply to the child only, output is capped
-    (``max_output_mb``), and the child's temporary directory is removed afterwards.
-    """
-    cpu_s = float(cpu_s if cpu_s is not None else timeout_s)
-    drop_root = os.geteuid() == 0 and _world_accessible_python()
-    net = network_namespace_available()
-    work = Path(tempfile.mkdtemp(prefix="olmoflow-sbx-"))
-    logs = Path(tempfile.mkdtemp(prefix="olmoflow-sbx-out-"))
-    try:
-        (work / "solution.py").write_text(code, encoding="utf-8")
-        (work / "_sandbox_main.py").write_text(_PREAMBLE, encoding="utf-8")
-        if drop_root:
-            os.chown(work, _NOBODY, _NOBODY)
-            os.chmod(work, 0o700)
-            for f in work.iterdir():
-                os.chown(f, _NOBODY, _NOBODY)
-        cmd = [sys.executable, "-I", "-B", "_sandbox_main.py"]
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work), "LANG": "C.UTF-8"}
-        t0 = time.perf_counter()
-        timed_out = False
-        with open(logs / "out", "wb") as out, open(logs / "err", "wb") as err:
-            proc = subprocess.Popen(
-                cmd, cwd=work, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err,
-                start_new_session=True,
-                preexec_fn=_limits(cpu_s, memory_mb, max_output_mb, max_procs, drop_root, net),
-            )
-            try:
-                proc.communicate(input=stdin.encode(), timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
+    def __init__(self, code: str, *, timeout_s: float, memory_mb: int, cpu_s: float | None,
+                 max_output_mb: int, max_procs: int, max_files: int, disk_mb: int, stdin: str | None,
+                 channel: bool) -> None:
+        self.timeout_s = timeout_s
+        self.cpu_s = float(cpu_s if cpu_s is not None else timeout_s)
+        self._cap = max_output_mb * 1024 * 1024
+        self._tmp = Path(tempfile.mkdtemp(prefix="olmoflow-sbx-"))  # 0700, the caller's only
+        self._uid = _UidLock()
+        self._buf = b""
+        self.deadline = time.monotonic() + timeout_s
+        full = os.geteuid() == 0 and sys.platform.startswith("linux")
+        work = self._tmp / "work"
+        work.mkdir()
+        (self._tmp / "root").mkdir()
+        files = {"solution.py": code, "main.py": ("" if full else _HOOK) + _MAIN}
+        for name, text in files.items():
+            (work / name).write_text(text, encoding="utf-8")
+        status_r, status_w = os.pipe()
+        self._status = status_r
+        keep = [status_w]
+        child_fds: list[int] = []
+        self._to_child = self._from_child = -1
+        if channel:
+            req_r, self._to_child = os.pipe()
+            self._from_child, resp_w = os.pipe()
+            child_fds = [req_r, resp_w]
+            keep += child_fds
+        mb = 1024 * 1024
+        limits = {"RLIMIT_CPU": max(1, int(self.cpu_s + 0.999)), "RLIMIT_AS": memory_mb * mb,
+                  "RLIMIT_FSIZE": max_output_mb * mb, "RLIMIT_NPROC": max_procs,
+                  "RLIMIT_NOFILE": max_files, "RLIMIT_CORE": 0}
+        cfg = {"status_fd": status_w, "fds": child_fds, "root": str(self._tmp / "root"),
+               "workdir": str(work), "uid": self._uid.uid, "disk_mb": disk_mb, "timeout_s": timeout_s,
+               "files": {n: str(work / n) for n in files}, "ro_binds": list(_ro_binds()),
+               "python": os.path.realpath(sys.executable), "limits": limits,
+               "env": {"PATH": "/usr/bin:/bin", "HOME": "/sandbox" if full else str(work),
+                       "TMPDIR": "/sandbox" if full else str(work), "LANG": "C.UTF-8"}}
+        self._out = open(self._tmp / "out", "wb")
+        self._err = open(self._tmp / "err", "wb")
+        self.t0 = time.perf_counter()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps(cfg)],
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=self._out, stderr=self._err, pass_fds=keep, start_new_session=True)
+        finally:
+            for fd in keep:
+                os.close(fd)
+        if stdin is not None:
+            data = stdin.encode()
+            if len(data) <= 16384:  # fits the pipe buffer: never blocks
+                self._feed(data)
+            else:
+                threading.Thread(target=self._feed, args=(data,), daemon=True).start()
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self._proc.stdin.write(data)  # type: ignore[union-attr]
+            self._proc.stdin.close()  # type: ignore[union-attr]
+        except (BrokenPipeError, OSError):
+            pass
+
+    def send(self, data: bytes) -> bool:
+        """Write to the program's fd 3; False when it no longer reads."""
+        try:
+            os.write(self._to_child, data)
+            return True
+        except (BrokenPipeError, OSError):
+            return False
+
+    def recv_line(self, max_bytes: int = 64 * 1024 * 1024) -> bytes | None:
+        """The next line the program writes on fd 4, or None at EOF, past the deadline or past
+        ``max_bytes``."""
+        while b"\n" not in self._buf:
+            left = self.deadline - time.monotonic()
+            if left <= 0 or len(self._buf) > max_bytes or not select.select([self._from_child], [], [], left)[0]:
+                return None
+            chunk = os.read(self._from_child, 1 << 16)
+            if not chunk:
+                return None
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line
+
+    def finish(self, kill: bool = False) -> SandboxResult:
+        """Wait for the program (killing it first when ``kill``), clean up, report the outcome."""
+        try:
+            for fd in (self._to_child, self._from_child):
+                if fd >= 0:
+                    os.close(fd)
+            if not kill:
                 try:
-                    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: children too
+                    self._proc.wait(timeout=max(0.0, self.deadline - time.monotonic()) + 5.0)
+                except subprocess.TimeoutExpired:
+                    kill = True
+            if kill:  # init dies with the launcher, and every process in the namespace with init
+                try:
+                    os.killpg(self._proc.pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
-                proc.wait()
-        wall = time.perf_counter() - t0
-        cap = max_output_mb * 1024 * 1024
-        stdout = (logs / "out").read_bytes()[:cap].decode("utf-8", "replace")
-        stderr = (logs / "err").read_bytes()[:cap].decode("utf-8", "replace")
-        rc = proc.returncode
-        reason = _classify(None if timed_out else rc, stderr, timed_out, wall, cpu_s)
-        return SandboxResult(ok=reason == "ok", returncode=rc, stdout=stdout, stderr=stderr,
-                             reason=reason, wall_s=wall)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(logs, ignore_errors=True)
+                self._proc.wait()
+            wall = time.perf_counter() - self.t0
+            raw = os.read(self._status, 1 << 16)
+            status = json.loads(raw) if raw.strip() else {"kind": "timeout" if kill else "lost"}
+            self._out.close()
+            self._err.close()
+            stdout = (self._tmp / "out").read_bytes()[: self._cap].decode("utf-8", "replace")
+            stderr = (self._tmp / "err").read_bytes()[: self._cap].decode("utf-8", "replace")
+            iso = tuple(status.get("isolation", ()))
+            _warn_degraded(iso)
+            kind = status["kind"]
+            if kind == "setup_error":
+                raise RuntimeError(f"sandbox setup failed: {status['value']}\n{stderr}")
+            rc = {"exit": status.get("value"), "signal": -int(status.get("value", 0))}.get(kind)
+            timed_out = kind == "timeout"
+            reason = _classify(None if timed_out else rc, stderr, timed_out, wall, self.cpu_s)
+            return SandboxResult(ok=reason == "ok", returncode=rc, stdout=stdout, stderr=stderr,
+                                 reason=reason, wall_s=wall, isolation=iso)
+        finally:
+            os.close(self._status)
+            self._uid.release()
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def start_python(
+    code: str, timeout_s: float = 10.0, memory_mb: int = 1024, cpu_s: float | None = None,
+    max_output_mb: int = 16, max_procs: int = 8, max_files: int = 64, disk_mb: int = 16,
+    stdin: str | None = None, channel: bool = False,
+) -> SandboxProcess:
+    """Start ``code`` as ``__main__`` in the sandbox and return at once (see :class:`SandboxProcess`)."""
+    return SandboxProcess(code, timeout_s=timeout_s, memory_mb=memory_mb, cpu_s=cpu_s,
+                          max_output_mb=max_output_mb, max_procs=max_procs, max_files=max_files,
+                          disk_mb=disk_mb, stdin=stdin, channel=channel)
+
+
+def run_python(
+    code: str, timeout_s: float = 10.0, memory_mb: int = 1024, cpu_s: float | None = None,
+    max_output_mb: int = 16, max_procs: int = 8, stdin: str = "", max_files: int = 64, disk_mb: int = 16,
+) -> SandboxResult:
+    """Run ``code`` as ``__main__`` in the sandbox and report the outcome.
+
+    Limits: ``timeout_s`` wall clock, ``cpu_s`` CPU seconds (default: ``timeout_s``),
+    ``memory_mb`` address space, ``max_output_mb`` per file (stdout and stderr included),
+    ``max_procs`` processes of the run's uid, ``max_files`` open files, ``disk_mb`` in its
+    directory. The caller is never affected and nothing of the run is left behind.
+    """
+    return start_python(code, timeout_s=timeout_s, memory_mb=memory_mb, cpu_s=cpu_s,
+                        max_output_mb=max_output_mb, max_procs=max_procs, max_files=max_files,
+                        disk_mb=disk_mb, stdin=stdin).finish()
