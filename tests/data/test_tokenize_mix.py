@@ -14,6 +14,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from olmoflow.data.mix import mix
 from olmoflow.data.tokenize import tokenize
 from olmoflow.data.tokens import FORMAT, open_token_dataset
+from olmoflow.errors import OlmoflowError
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +160,58 @@ def test_mix_shows_a_token_progress_bar_on_stderr_and_quiet_silences_it(corpus, 
     assert out.startswith("mix code: ") and "━" not in out  # stdout keeps the per-source summary
     mix({"code": t, "prose": t}, tmp_path / "q", tokens={"code": 300, "prose": 600}, quiet=True)
     assert capsys.readouterr() == ("", "")
+
+
+def test_every_training_token_traces_back_to_its_document_id_through_tokenize_and_mix(corpus, tmp_path):
+    """tokenize -> mix -> the trainer's dataset: a token's document id names the Dolma document it came from,
+    and the mix says how often each (upsampled) document repeats."""
+    from olmoflow.train.data import FixedLengthSource
+
+    t = tmp_path / "t"
+    meta = tokenize(corpus["files"], corpus["tok_dir"], t, workers=1, quiet=True)
+    mix({"code": t, "prose": t}, tmp_path / "m", tokens={"code": 2 * meta["sources"]["code"] + 7, "prose": 900},
+        seed=0, quiet=True)
+    tok, eos = corpus["tok"], meta["eos_token_id"]
+    text = {d["id"]: d["text"] for docs in corpus["docs"].values() for d in docs}
+    ds = open_token_dataset(tmp_path / "m", vocab_size=400)  # as the trainer opens it
+    rng = np.random.default_rng(0)
+    for shard in ds.shards:
+        window = FixedLengthSource(shard.source, [shard], seq_len=16)[3]["input_ids"]  # what training reads
+        np.testing.assert_array_equal(window, shard.tokens[48:64])
+        for pos in [48, *rng.integers(0, shard.n_tokens, size=20).tolist()]:
+            k = shard.doc_at(pos)
+            rec = shard.record(k)
+            assert rec["source"] == shard.source
+            assert shard.document(k).tolist() == tok.encode(text[rec["id"]], add_special_tokens=False).ids + [eos]
+        ids = [r["id"] for r in shard.records()]
+        assert all(r["repeats"] == ids.count(r["id"]) for r in shard.records())
+    code = next(s for s in ds.shards if s.source == "code")
+    assert min(r["repeats"] for r in code.records()) >= 2  # upsampled past two whole passes
+
+
+def test_a_directory_of_documents_is_expanded_by_one_rule(tmp_path):
+    """tokenize, curate and tokenizer training see the same files of a directory, in the same order."""
+    from olmoflow.data.documents import expand_dir, expand_inputs, list_doc_files
+    from olmoflow.tokenizer.corpus import SUPPORTED
+
+    root = tmp_path / "in"
+    docs = ["a/z.jsonl.gz", "a-b.ndjson.zst", "b.jsonl", "c.parquet", "cur/documents/k.jsonl", "d.json.gz",
+            "sub/deeper/x.jsonl.zst"]  # in order: each directory's entries sorted by name
+    other = ["notes.txt", "sub/blob.bin"]
+    skipped = [".hidden.jsonl", ".git/x.jsonl", "manifest.json", "stats.json", "quarantine.jsonl",
+               "quarantine/q.jsonl.gz", "__pycache__/m.jsonl", "cur/stats.json", "cur/removed/r.jsonl.gz",
+               "cur/quarantine/q.jsonl.gz"]
+    for f in docs + other + skipped:
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        (root / f).write_text("{}\n")
+    expected = [root / f for f in docs]
+    assert expand_dir(root) == list_doc_files(root) == expected
+    assert [p.name for p in list_doc_files(root, SUPPORTED)] == ["z.jsonl.gz", "a-b.ndjson.zst", "b.jsonl", "k.jsonl",
+                                                                "d.json.gz", "notes.txt", "x.jsonl.zst"]
+    shards = expand_inputs(root)
+    assert [s.path for s in shards if s.kind == "docs"] == [str(p) for p in expected]
+    assert [f for s in shards if s.kind == "text" for f in s.files] == other
+    assert list_doc_files([root / "b.jsonl", root / "manifest.json"])[-1] == root / "manifest.json"  # named: kept
+    (root / "empty").mkdir()
+    with pytest.raises(OlmoflowError, match=r"empty: no input files"):
+        list_doc_files(root / "empty")

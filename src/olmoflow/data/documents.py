@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-DOC_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".parquet")
+#: JSON-lines document files, plain or compressed
+JSONL_SUFFIXES = tuple(s + c for s in (".jsonl", ".json", ".ndjson") for c in ("", ".gz", ".zst"))
+#: files holding Dolma documents
+DOC_SUFFIXES = (*JSONL_SUFFIXES, ".parquet")
 DEFAULT_MAX_DOC_BYTES = 16 * 1024 * 1024
 #: quarantine reasons of a file that is damaged from some point on (the records before it are kept)
 DAMAGE_REASONS = ("truncated_file", "corrupt_file")
@@ -401,9 +404,9 @@ def _stem(path: str) -> str:
 def expand_inputs(inputs: str | Path | list[str | Path], files_per_shard: int = 256) -> list[Shard]:
     """Turn files/directories into an ordered list of shards (deterministic order).
 
-    A directory's document files become one shard each; its other regular files are read as one
-    document per file (source = directory name), grouped ``files_per_shard`` to a shard. A directory
-    saved by ``datasets.save_to_disk`` becomes one HF shard.
+    A directory's files are those of :func:`expand_dir`: its document files become one shard each;
+    its other files are read as one document per file (source = directory name), grouped
+    ``files_per_shard`` to a shard. A directory saved by ``datasets.save_to_disk`` becomes one HF shard.
     """
     from olmoflow.errors import OlmoflowError
 
@@ -424,16 +427,11 @@ def expand_inputs(inputs: str | Path | list[str | Path], files_per_shard: int = 
             raw.append((_stem(str(p)), "hf", str(p), [], p.name))
             continue
         doc_files, text_files = [], []
-        for dirpath, dirnames, filenames in os.walk(p):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
-            for fn in sorted(filenames):
-                if fn.startswith("."):
-                    continue
-                full = Path(dirpath) / fn
-                if is_doc_file(full):
-                    doc_files.append(str(full))
-                elif full.is_file() or full.is_symlink():
-                    text_files.append(str(full.relative_to(p)))
+        for full in expand_dir(p, suffixes=None):
+            if is_doc_file(full):
+                doc_files.append(str(full))
+            else:
+                text_files.append(str(full.relative_to(p)))
         for f in doc_files:
             rel = os.path.relpath(f, p)
             raw.append((_stem(rel).replace(os.sep, "_"), "docs", f, [], ""))
@@ -517,8 +515,41 @@ def iter_docs(path: str | Path, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> I
             print(damage_warning(bad), file=sys.stderr)  # type: ignore[arg-type]
 
 
-def list_doc_files(inputs: str | Path | list[str | Path]) -> list[Path]:
-    """All document files under the given files/directories, sorted, for tokenize/mix."""
+def expand_dir(path: str | Path, suffixes: tuple[str, ...] | None = DOC_SUFFIXES) -> list[Path]:
+    """The files a directory of documents stands for: the one rule every reader of directories uses
+    (curate, tokenizer training, tokenize, the quality classifier, flow stages).
+
+    - A curate output (``documents/`` next to ``stats.json``), at any depth, stands for its ``documents/``.
+    - Recursive, in sorted order of the path below ``path`` (each directory's entries sorted by name,
+      files and subdirectories together), so the order never depends on the file system.
+    - Skipped: hidden files and directories (``.*``), ``__pycache__``, quarantine (a ``quarantine/``
+      directory, ``quarantine.*`` files) and bare ``.json`` files (metadata such as ``manifest.json``,
+      ``stats.json``, ``meta.json``; name a ``.json`` document file directly to read it).
+      Symlinked directories are not followed; a dangling file link is kept, so its reader reports it.
+    - Kept: files whose name ends with one of ``suffixes`` (``None``: every file, for readers that
+      take any other file as text).
+    """
+    root = Path(path)
+
+    def walk(d: Path) -> Iterator[Path]:
+        if (d / "documents").is_dir() and (d / "stats.json").is_file():
+            d = d / "documents"
+        for p in sorted(d.iterdir(), key=lambda p: p.name):
+            name = p.name
+            if name.startswith(".") or name == "__pycache__" or name.split(".")[0] == "quarantine":
+                continue
+            if p.is_dir():
+                if not p.is_symlink():
+                    yield from walk(p)
+            elif ((p.is_file() or p.is_symlink()) and not name.endswith(".json")
+                  and (suffixes is None or name.endswith(suffixes))):
+                yield p
+
+    return list(walk(root))
+
+
+def list_doc_files(inputs: str | Path | list[str | Path], suffixes: tuple[str, ...] = DOC_SUFFIXES) -> list[Path]:
+    """Files named directly, and each directory's files by :func:`expand_dir`, in the order given."""
     from olmoflow.errors import OlmoflowError
 
     if isinstance(inputs, str | Path):
@@ -527,13 +558,14 @@ def list_doc_files(inputs: str | Path | list[str | Path]) -> list[Path]:
     for inp in inputs:
         p = Path(inp)
         if p.is_dir():
-            docs_dir = p / "documents"
-            base = docs_dir if docs_dir.is_dir() else p
-            out.extend(sorted(f for f in base.rglob("*") if f.is_file() and is_doc_file(f)))
+            found = expand_dir(p, suffixes)
+            if not found:
+                raise OlmoflowError(f"{p}: no input files (expected names ending in {', '.join(suffixes)})")
+            out.extend(found)
         elif p.is_file():
             out.append(p)
         else:
             raise OlmoflowError(f"input not found: {p}")
     if not out:
-        raise OlmoflowError(f"no document files (.jsonl/.jsonl.gz/.jsonl.zst/.parquet) in {inputs}")
+        raise OlmoflowError("no input files given")
     return out

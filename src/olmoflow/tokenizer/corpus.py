@@ -4,9 +4,9 @@
   its ``text`` field. Other fields are ignored, so a bare ``{"text": ...}`` file works too.
 - Anything else is plain UTF-8 text (optionally ``.gz`` / ``.zst``), split into paragraphs at blank
   lines; each paragraph keeps its newlines, so the pieces concatenate back to the file exactly.
-- A directory means every supported file under it (recursively, hidden files and bare ``.json``
-  metadata files skipped), sorted by path. A curate output directory (``documents/`` next to
-  ``stats.json``) means its ``documents/``.
+- A directory means its JSONL and text files by the one directory rule,
+  :func:`olmoflow.data.documents.expand_dir` (recursive, sorted, hidden files, quarantine and bare
+  ``.json`` metadata skipped, a curate output read as its ``documents/``).
 
 Bad JSONL lines (malformed JSON, missing or non-string ``text``, invalid UTF-8, lone surrogates) are not fatal: they
 are counted and returned as quarantine records with file, line and reason. So is a damaged compressed
@@ -22,42 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from olmoflow.data.documents import DamagedFile, open_compressed
+from olmoflow.data.documents import JSONL_SUFFIXES, DamagedFile, open_compressed
 from olmoflow.errors import OlmoflowError
 
-JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
-TEXT_SUFFIXES = (".txt", ".text", ".md")
-COMPRESSED = ("", ".gz", ".zst")
-SUPPORTED = tuple(s + c for s in JSONL_SUFFIXES + TEXT_SUFFIXES for c in COMPRESSED)
-#: Picked from directories: a bare ``.json`` there is usually metadata (manifest.json, stats.json).
-DIR_SUFFIXES = tuple(s for s in SUPPORTED if s != ".json")
-
-
-def _is_jsonl(path: Path) -> bool:
-    return path.name.endswith(tuple(s + c for s in JSONL_SUFFIXES for c in COMPRESSED))
-
-
-def resolve_inputs(inputs: list[Path]) -> list[Path]:
-    """Expand directories to their supported files (sorted); fail on a missing path or no files."""
-    files: list[Path] = []
-    for raw in inputs:
-        path = Path(raw)
-        if not path.exists():
-            raise OlmoflowError(f"input not found: {path}")
-        if path.is_dir():
-            if (path / "documents").is_dir() and (path / "stats.json").is_file():
-                path = path / "documents"  # a curate output dir: train on its kept documents only
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file() and p.name.endswith(DIR_SUFFIXES) and not p.name.startswith(".")
-            )
-            if not found:
-                raise OlmoflowError(f"{path}: no input files (expected .jsonl[.gz|.zst], .json.gz, .txt, ...)")
-            files.extend(found)
-        else:
-            files.append(path)
-    return files
+TEXT_SUFFIXES = tuple(s + c for s in (".txt", ".text", ".md") for c in ("", ".gz", ".zst"))
+#: what a directory given to tokenizer training contributes (by :func:`olmoflow.data.documents.expand_dir`)
+SUPPORTED = JSONL_SUFFIXES + TEXT_SUFFIXES
 
 
 class _Lines:
@@ -90,7 +60,7 @@ def iter_texts(
         try:
             with open(path, "rb") as raw:
                 lines = _Lines(open_compressed(path, raw))
-                reader = _jsonl if _is_jsonl(path) else _paragraphs
+                reader = _jsonl if path.name.endswith(JSONL_SUFFIXES) else _paragraphs
                 for n, text in enumerate(reader(path, lines, stats)):
                     stats.n_docs += 1
                     stats.n_bytes += len(text.encode("utf-8"))

@@ -21,10 +21,10 @@ from typing import Any
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from olmoflow.data.documents import damage_warning, is_damage
+from olmoflow.data.documents import damage_warning, is_damage, list_doc_files
 from olmoflow.errors import OlmoflowError
 from olmoflow.tokenizer.chat import CHAT_TEMPLATE
-from olmoflow.tokenizer.corpus import CorpusStats, iter_texts, resolve_inputs
+from olmoflow.tokenizer.corpus import SUPPORTED, CorpusStats, iter_texts
 from olmoflow.tokenizer.special import EOS, MARKUP_TOKENS, MIN_VOCAB_SIZE, PAD, SPECIAL_TOKENS
 
 #: cl100k_base pre-tokenization regex (as in OLMo 2/3's tokenizer): contractions, words with one
@@ -105,7 +105,7 @@ def train_tokenizer(
         raise OlmoflowError(f"max_docs must be >= 1, got {max_docs}")
     if not inputs:
         raise OlmoflowError("no input paths given")
-    files = resolve_inputs([Path(p) for p in inputs])
+    files = list_doc_files(inputs, SUPPORTED)
     out_dir = Path(out_dir)
     blocker = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
     if blocker is not None and not blocker.is_dir():  # fail now, not after hours of training
