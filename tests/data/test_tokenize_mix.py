@@ -91,7 +91,9 @@ def test_mix_hits_ratios_with_up_and_downsampling(corpus, tmp_path):
     again = mix({"code": t, "prose": t}, tmp_path / "m2", ratios={"code": 0.7, "prose": 0.3}, total_tokens=total,
                 seed=3, quiet=True)
     assert again == info
-    assert (tmp_path / "m" / "code-00000.bin").read_bytes() == (tmp_path / "m2" / "code-00000.bin").read_bytes()
+    files = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert "code-00000.docs.jsonl" in files
+    assert all((tmp_path / "m" / f).read_bytes() == (tmp_path / "m2" / f).read_bytes() for f in files)
 
 
 def test_cli_tokenize_and_mix(corpus, tmp_path, capsys):

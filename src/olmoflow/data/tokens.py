@@ -140,8 +140,8 @@ class TokenShard:
     tokens: np.ndarray
     idx: np.ndarray
     docs_path: Path
-    _lines: np.ndarray | None = field(default=None, repr=False)
-    _buf: np.ndarray | None = field(default=None, repr=False)
+    _lines: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _buf: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_tokens(self) -> int:
