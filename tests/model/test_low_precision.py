@@ -7,11 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from olmoflow.model import ModelConfig, Olmo, load, save
+from olmoflow.model import KVCache, ModelConfig, Olmo, lm_loss, load, save
 from olmoflow.model.attention import attend, decode_bias
 from olmoflow.model.hf import export_hf
 from olmoflow.model.io import stored_dtype
-from olmoflow.model.olmo import KVCache, lm_loss
 
 LOW = [torch.bfloat16, torch.float16]
 CFG = dict(flavor="olmo3", vocab_size=256, eos_token_id=0, pad_token_id=1, d_model=64, n_layers=4, n_heads=4,

@@ -24,7 +24,7 @@ from torch import nn
 from olmoflow.errors import OlmoflowError
 from olmoflow.inference.detok import DecodeFn, TextStream, decode_fn
 from olmoflow.inference.sampling import BatchSampler
-from olmoflow.model.olmo import KVCache
+from olmoflow.model.kv_cache import KVCache
 
 #: stream_callback(request_index, new_token_id, text_delta)
 StreamCallback = Callable[[int, int, str], None]

@@ -1,8 +1,11 @@
-"""The OLMo 2 / OLMo 3 model: config presets, the transformer, RoPE/YaRN, save/load, HF interop."""
+"""The OLMo 2 / OLMo 3 model: config presets, the transformer, RoPE/YaRN, the chunked LM head (loss and
+per-token log-probs), the KV cache, save/load, HF interop."""
 
 from olmoflow.model.config import PRESETS, ModelConfig, YarnConfig, default_layer_types, get_preset
 from olmoflow.model.io import ModelLoadError, load, save
-from olmoflow.model.olmo import LOSS_CHUNK, KVCache, Olmo, fused_lm_loss, lm_loss
+from olmoflow.model.kv_cache import KVCache
+from olmoflow.model.lm_head import LOSS_CHUNK, lm_head_loss, lm_loss, token_logprobs
+from olmoflow.model.olmo import Olmo
 
 __all__ = [
     "LOSS_CHUNK",
@@ -13,9 +16,10 @@ __all__ = [
     "Olmo",
     "YarnConfig",
     "default_layer_types",
-    "fused_lm_loss",
     "get_preset",
+    "lm_head_loss",
     "lm_loss",
     "load",
     "save",
+    "token_logprobs",
 ]

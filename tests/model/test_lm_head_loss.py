@@ -1,5 +1,7 @@
-"""The fused, chunked LM-head + cross-entropy + z-loss (``fused_lm_loss`` / ``Olmo.forward(labels=...)``)
-equals the unfused ``lm_loss(model(ids), labels)`` path: loss, ce, z and every gradient.
+"""The chunked LM-head + cross-entropy + z-loss with gradients in forward (``lm_head_loss`` /
+``Olmo.forward(labels=...)``) equals the unfused ``lm_loss(model(ids), labels)`` path: loss, ce, z and
+every gradient; with per-token weights it equals the weighted sum over full logits and the same
+reduction over ``token_logprobs``.
 
 Tolerance (float32): values and gradients agree to a relative error of 1e-5 (max |a − b| ≤ 1e-5 ·
 max |b|, elementwise on the loss parts); only the order of float32 sums differs (chunked GEMMs and
@@ -12,7 +14,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from olmoflow.model import ModelConfig, Olmo, fused_lm_loss, lm_loss
+from olmoflow.model import ModelConfig, Olmo, lm_head_loss, lm_loss, token_logprobs
 
 CFG = dict(flavor="olmo3", vocab_size=96, eos_token_id=0, pad_token_id=1, d_model=32, n_layers=2, n_heads=4,
            n_kv_heads=2, mlp_hidden=64, max_seq_len=64, sliding_window=8)
@@ -38,7 +40,7 @@ def _both(h, w, labels, z_loss, reduction, chunk):
     for fused in (True, False):
         hh, ww = h.clone().requires_grad_(), w.clone().requires_grad_()
         if fused:
-            loss, parts = fused_lm_loss(hh, ww, labels, z_loss=z_loss, reduction=reduction, chunk_size=chunk)
+            loss, parts = lm_head_loss(hh, ww, labels, z_loss=z_loss, reduction=reduction, chunk_size=chunk)
         else:
             loss, parts = lm_loss(hh @ ww.T, labels, z_loss=z_loss, reduction=reduction)
         loss.backward()
@@ -75,22 +77,65 @@ def test_scaled_backward_and_frozen_inputs():
     """The stored gradients are scaled by the incoming gradient (the trainer's world / n_global)."""
     h, w, labels = _data()
     hh, ww = h.clone().requires_grad_(), w.clone().requires_grad_()
-    (fused_lm_loss(hh, ww, labels, reduction="sum", chunk_size=16)[0] * 0.37).backward()
+    (lm_head_loss(hh, ww, labels, reduction="sum", chunk_size=16)[0] * 0.37).backward()
     h0, w0 = h.clone().requires_grad_(), w.clone().requires_grad_()
     (lm_loss(h0 @ w0.T, labels, reduction="sum")[0] * 0.37).backward()
     assert _close(hh.grad, h0.grad) and _close(ww.grad, w0.grad)
     # only the weight needs a gradient (h frozen), then neither (no_grad: evaluation)
     ww = w.clone().requires_grad_()
-    fused_lm_loss(h, ww, labels, chunk_size=16)[0].backward()
+    lm_head_loss(h, ww, labels, chunk_size=16)[0].backward()
     assert _close(ww.grad, w0.grad / 0.37 / 46)
     with torch.no_grad():
-        loss, parts = fused_lm_loss(h, w, labels, reduction="sum", chunk_size=16)
+        loss, parts = lm_head_loss(h, w, labels, reduction="sum", chunk_size=16)
     assert not loss.requires_grad and _close(parts["ce"], lm_loss(h @ w.T, labels, reduction="sum")[1]["ce"])
+
+
+@pytest.mark.parametrize("chunk", [1, 16, 1000])
+def test_token_weights_equal_weighted_sum_over_full_logits_and_over_token_logprobs(chunk):
+    """SFT-style weights (mask / per-sequence normaliser, arbitrary here): the loss is
+    Σ w_i·(lse_i − z_i[t_i]) + z_loss·Σ w_i·lse_i², ignored rows excluded whatever their weight."""
+    h, w, labels = _data()
+    tw = torch.rand(50, generator=torch.Generator().manual_seed(1)) * 3
+    valid = (labels != -100).float()
+    got, ref, via_op = [], [], []
+    for out, path in ((got, "loss"), (ref, "full"), (via_op, "op")):
+        hh, ww = h.clone().requires_grad_(), w.clone().requires_grad_()
+        if path == "loss":
+            loss, parts = lm_head_loss(hh, ww, labels, token_weights=tw, z_loss=1e-2, reduction="sum", chunk_size=chunk)
+            out.append(parts["ce"])
+        elif path == "full":
+            z = hh @ ww.T
+            lse = z.logsumexp(-1)
+            ce_i = lse - z.gather(1, labels.clamp(min=0)[:, None])[:, 0]
+            ce = (tw * valid * ce_i).sum()
+            out.append(ce.detach())
+            loss = ce + 1e-2 * (tw * valid * lse.pow(2)).sum()
+        else:
+            logp, lse, _ = token_logprobs(hh, ww, labels, chunk_size=chunk)
+            ce = -(tw * logp).sum()  # logp and lse are 0 on ignored rows
+            out.append(ce.detach())
+            loss = ce + 1e-2 * (tw * lse.pow(2)).sum()
+        loss.backward()
+        out += [loss.detach(), hh.grad, ww.grad]
+    for other in (ref, via_op):
+        assert all(_close(a, b) for a, b in zip(got, other))
+    assert got[2][[0, 3, 17, 49]].abs().max() == 0
+    # reduction "mean" divides by the valid-token count, not by the weights
+    mean, _ = lm_head_loss(h, w, labels, token_weights=tw, z_loss=1e-2, reduction="mean", chunk_size=chunk)
+    assert _close(mean, got[1] / 46)
+
+
+def test_token_weights_must_be_constants():
+    h, w, labels = _data()
+    with pytest.raises(ValueError, match="constants"):
+        lm_head_loss(h, w, labels, token_weights=torch.ones(50, requires_grad=True))
+    with pytest.raises(ValueError, match="token_weights has 49"):
+        lm_head_loss(h, w, labels, token_weights=torch.ones(49))
 
 
 def test_second_backward_is_a_clear_error():
     h, w, labels = _data()
-    loss, _ = fused_lm_loss(h.requires_grad_(), w, labels, chunk_size=16)
+    loss, _ = lm_head_loss(h.requires_grad_(), w, labels, chunk_size=16)
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="once"):
         loss.backward()
@@ -99,9 +144,9 @@ def test_second_backward_is_a_clear_error():
 def test_bad_arguments():
     h, w, labels = _data()
     with pytest.raises(ValueError, match="reduction"):
-        fused_lm_loss(h, w, labels, reduction="none")
+        lm_head_loss(h, w, labels, reduction="none")
     with pytest.raises(ValueError, match="chunk_size"):
-        fused_lm_loss(h, w, labels, chunk_size=0)
+        lm_head_loss(h, w, labels, chunk_size=0)
     m = Olmo(ModelConfig(**CFG))
     ids = torch.randint(2, 96, (2, 10))
     with pytest.raises(ValueError, match="logits_to_keep"):
@@ -199,6 +244,6 @@ def test_double_backward_through_the_fused_loss_is_refused():
     h = torch.randn(6, 8, requires_grad=True)
     w = torch.randn(11, 8, requires_grad=True)
     labels = torch.randint(0, 11, (6,))
-    loss, _ = fused_lm_loss(h, w, labels)
+    loss, _ = lm_head_loss(h, w, labels)
     with pytest.raises(RuntimeError, match="no second derivative"):
         torch.autograd.grad(loss, h, create_graph=True)
