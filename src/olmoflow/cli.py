@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("olmoflow.model.cli:convert_main", "convert between native and HF formats"),
     "generate": ("olmoflow.inference.cli:main", "generate text from a model"),
     "eval": ("olmoflow.eval.cli:main", "evaluate a model or every checkpoint of a run"),
+    "sft": ("olmoflow.posttrain.cli:sft_main", "supervised fine-tuning on chat data"),
+    "pairs": ("olmoflow.posttrain.cli:pairs_main", "build delta-learning preference pairs"),
+    "dpo": ("olmoflow.posttrain.cli:dpo_main", "direct preference optimisation"),
+    "chat": ("olmoflow.inference.chat:main", "chat with a model in the terminal"),
 }
 
 
