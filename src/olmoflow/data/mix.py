@@ -115,12 +115,15 @@ def mix(
         picked = _select(lengths, targets[name], rng)
         repeats = np.bincount(picked, minlength=len(lengths))
         n_picked_tokens = int(lengths[picked].sum())
+        records: dict[int, dict[str, Any]] = {}  # parsed once per picked document
         with (_progress(quiet, unit="tokens", stderr=True) as prog,
               ShardWriter(out, f"{name}-00000", name, dtype_for(vocab_size)) as w):
             bar = prog.add_task(f"mix {name}", total=n_picked_tokens) if prog else None
             for j, k in enumerate(picked.tolist()):
                 si, i = refs[k]
-                rec = own[si].record(i)
+                rec = records.get(k)
+                if rec is None:
+                    rec = records[k] = own[si].record(i)
                 w.add(own[si].document(i), rec["id"], rec["source"], repeats=int(repeats[k]))
                 if prog and j % 1024 == 1023:
                     prog.update(bar, completed=w.n_tokens)

@@ -33,6 +33,7 @@ from olmoflow.errors import OlmoflowError
 FORMAT = "olmoflow-tokens-v2"
 META = "meta.json"
 _DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
+_RECORD = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one compact line per document
 
 __all__ = ["FORMAT", "Document", "ShardWriter", "TokenDataset", "TokenShard", "dtype_for", "open_token_dataset",
            "write_meta"]
@@ -71,7 +72,7 @@ class ShardWriter:
         self._bin.write(np.asarray(tokens).astype(self.dtype, copy=False).tobytes())
         self._offsets.append(self._offsets[-1] + len(tokens))
         rec = {"id": doc_id, "source": self.source if source is None else source, **extra}
-        self._docs.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
+        self._docs.write(_RECORD.encode(rec) + "\n")
 
     @property
     def n_tokens(self) -> int:
@@ -143,6 +144,9 @@ class TokenShard:
     _lines: np.ndarray | None = field(default=None, repr=False, compare=False)
     _buf: np.ndarray | None = field(default=None, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        self._flat = self.tokens.view(np.ndarray)  # same mapped bytes; slicing skips np.memmap's overhead
+
     @property
     def n_tokens(self) -> int:
         return int(self.tokens.shape[0])
@@ -171,13 +175,14 @@ class TokenShard:
 
     def document(self, i: int) -> np.ndarray:
         """Tokens of document ``i`` (a view of the memmap)."""
-        return self.tokens[self.idx[i] : self.idx[i + 1]]
+        return self._flat[self.idx[i] : self.idx[i + 1]]
 
     def _line_starts(self) -> np.ndarray:
         """Byte offsets where each record line starts, plus the file end (checked against ``n_docs``)."""
         if self._lines is None:
             size = self.docs_path.stat().st_size
-            self._buf = np.memmap(self.docs_path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+            mapped = np.memmap(self.docs_path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+            self._buf = mapped.view(np.ndarray)
             ends = np.flatnonzero(self._buf == 10)
             complete = size == 0 or (len(ends) > 0 and ends[-1] == size - 1)  # no partial last line
             if len(ends) != self.n_docs or not complete:
