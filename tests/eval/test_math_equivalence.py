@@ -16,8 +16,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 import pytest
 
-from olmoflow.eval.metrics import math_equal, normalize_final_answer, numbers_equal
-from olmoflow.eval.symbolic import latex_to_sympy, run_with_timeout, symbolic_equal
+from olmoflow.scoring.answers import normalize_final_answer
+from olmoflow.scoring.math import math_equal, numbers_equal
+from olmoflow.scoring.symbolic import latex_to_sympy, run_with_timeout, symbolic_equal
 
 EQUAL = [
     ("0.5", r"\frac{1}{2}"), (r"\frac{\sqrt{3}}{2}", r"\frac{\sqrt3}{2}"), (r"2\sqrt{2}", r"\sqrt{8}"),

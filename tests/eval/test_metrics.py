@@ -4,7 +4,9 @@ import math
 
 import pytest
 
-from olmoflow.eval.metrics import extract_boxed, extract_last_number, numbers_equal, pass_at_k
+from olmoflow.eval.metrics import pass_at_k
+from olmoflow.scoring.answers import extract_boxed, extract_last_number
+from olmoflow.scoring.math import numbers_equal
 
 
 def _pass_at_k_bruteforce(n, c, k):
@@ -35,7 +37,7 @@ def test_answer_extraction():
 
 
 def test_minerva_answer_extraction_and_latex_equivalence():
-    from olmoflow.eval.metrics import extract_final_answer
+    from olmoflow.scoring.answers import extract_final_answer
 
     assert extract_final_answer("Final Answer: The final answer is $-\\frac{2}{3}$. I hope it is correct.") == "-\\frac{2}{3}"
     assert extract_final_answer("so $\\boxed{\\dfrac{1}{2}}$") == "\\dfrac{1}{2}"

@@ -190,7 +190,7 @@ def _gsm8k() -> Task:
 def _minerva_docs(task: str, subject: str | None = None) -> list[dict[str, Any]]:
     """Docs of an OLMES Minerva MATH request file (4-shot prompts included); gold = the last
     ``\\boxed{}`` of the reference solution. ``subject`` tags docs for the macro average."""
-    from olmoflow.eval.metrics import extract_boxed
+    from olmoflow.scoring.answers import extract_boxed
 
     docs = []
     for r in _read_requests(f"{task}/gold_bpb_0shot"):

