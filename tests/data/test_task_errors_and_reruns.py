@@ -1,4 +1,5 @@
-"""Review tests: the executors agree also when a task fails; a curate rerun reproduces a fresh run."""
+"""Executors agree when a task fails (same one-line error locally and under Ray); a curate rerun after an
+edited input reproduces a fresh run."""
 
 from __future__ import annotations
 

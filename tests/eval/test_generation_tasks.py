@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from olmoflow.eval.metrics import extract_boxed, extract_final_answer, normalize_final_answer, numbers_equal
+from olmoflow.scoring.answers import extract_boxed, extract_final_answer, normalize_final_answer
+from olmoflow.scoring.math import numbers_equal
 
 lm_eval = pytest.importorskip("lm_eval")
 hendrycks = pytest.importorskip("lm_eval.tasks.hendrycks_math.utils")

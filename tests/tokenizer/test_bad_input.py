@@ -1,4 +1,5 @@
-"""Edge cases found in review: invalid Unicode in input, malformed chat input, pathological text files."""
+"""Bad input to the tokenizer commands: invalid Unicode, malformed chat input, pathological text files,
+an output path blocked by a file."""
 
 from __future__ import annotations
 
