@@ -14,7 +14,8 @@ type               parameters                       satisfied when
 =================  ===============================  ==================================================
 word_count         relation, n                      the number of words is exactly / at most / at
                                                     least ``n`` (a word: letters or digits, with inner
-                                                    ``'`` or ``-`` allowed: "don't", "well-known")
+                                                    ``'`` or ``-`` allowed: "don't", "well-known";
+                                                    a number such as "3.5" is one word)
 sentence_count     relation, n                      same for sentences (text ending at ``.``, ``!``,
                                                     ``?`` or the end, holding at least one word)
 keywords_present   keywords (list of str)           every keyword appears as a whole word or phrase,
@@ -49,7 +50,7 @@ __all__ = ["CHECKERS", "DESCRIPTIONS", "RELATIONS", "check", "check_one", "count
 
 RELATIONS = ("exactly", "at_most", "at_least")
 
-_WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
+_WORD = re.compile(r"[^\W_]+(?:(?:['’-]|(?<=\d)[.,](?=\d))[^\W_]+)*")
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
 _FENCE = re.compile(r"^```[ \t]*(?:json|JSON)?[ \t]*\n(.*?)\n?```$", re.DOTALL)
 
@@ -58,13 +59,15 @@ Checker = Callable[[str, Mapping[str, Any]], tuple[bool, str]]
 
 # ------------------------------------------------------------------------------------- helpers
 def count_words(text: str) -> int:
-    """Words in ``text``: runs of letters/digits, joined by inner apostrophes or hyphens."""
+    """Words in ``text``: runs of letters/digits, joined by inner apostrophes or hyphens ("don't",
+    "well-known") and numbers by inner points or commas ("3.5", "1,000")."""
     return len(_WORD.findall(text))
 
 
 def count_sentences(text: str) -> int:
     """Sentences in ``text``: pieces ending at ``.``/``!``/``?`` (followed by space or the end) or
-    at the end of the text, that hold at least one word ("3.5" and "e.g.x" do not end one)."""
+    at the end of the text, that hold at least one word. "3.5" does not end one; an abbreviation
+    followed by a space ("e.g. this") does: no abbreviation list, so counts are predictable."""
     return sum(1 for piece in _SENTENCE_END.split(text) if _WORD.search(piece))
 
 
