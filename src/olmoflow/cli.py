@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sft": ("olmoflow.posttrain.cli:sft_main", "supervised fine-tuning on chat data"),
     "pairs": ("olmoflow.posttrain.cli:pairs_main", "build delta-learning preference pairs"),
     "dpo": ("olmoflow.posttrain.cli:dpo_main", "direct preference optimisation"),
+    "rl": ("olmoflow.posttrain.cli:rl_main", "RLVR with GRPO (verifiers, active sampling; RL-Zero)"),
     "chat": ("olmoflow.inference.chat:main", "chat with a model in the terminal"),
 }
 

@@ -1,6 +1,6 @@
-"""``olmoflow sft | dpo | pairs --config FILE [key=value ...]``.
+"""``olmoflow sft | dpo | rl | pairs --config FILE [key=value ...]``.
 
-``sft`` and ``dpo`` run on the one training loop, so they take the same ``--resume`` and run under
+``sft``, ``dpo`` and ``rl`` run on the one training loop, so they take the same ``--resume`` and run under
 ``torchrun --nproc_per_node=N`` (FSDP2) like ``olmoflow pretrain``.
 """
 
@@ -47,6 +47,13 @@ def dpo_main(argv: list[str]) -> int:
     from olmoflow.posttrain.dpo import DPOConfig, dpo
 
     return _train("dpo", "direct preference optimisation (sigmoid / dpo_norm)", DPOConfig, dpo, argv)
+
+
+def rl_main(argv: list[str]) -> int:
+    from olmoflow.posttrain.grpo import GRPOConfig, rl
+
+    return _train("rl", "RLVR with GRPO (verifiable or random rewards; RL-Zero with prompt_format=plain)",
+                  GRPOConfig, rl, argv)
 
 
 def pairs_main(argv: list[str]) -> int:

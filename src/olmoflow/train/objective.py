@@ -56,6 +56,9 @@ class Objective(ABC):
     name: str = "train"
     #: keys of the metric sums :meth:`loss` returns, in a fixed order; the first is the watched loss
     metric_names: tuple[str, ...] = ("loss",)
+    #: True when a global batch may have nothing to learn from (normalizer 0: e.g. RL rollouts whose
+    #: rewards all agree); the loop then skips the update and logs the step as skipped. False: an error.
+    allow_empty: bool = False
 
     def setup(self, run: RunContext) -> None:
         """Called once by the loop after the model exists and before any batch is drawn."""
@@ -78,6 +81,11 @@ class Objective(ABC):
     @abstractmethod
     def commit(self) -> None:
         """The step drawn by :meth:`next_batch` was taken (or skipped by the guard): move on."""
+
+    def step_metrics(self) -> dict[str, Any]:
+        """Metrics of the last committed step that are not per-normalizer sums (e.g. RL rollout
+        statistics: reward mean, prompts retired); merged into the step's record."""
+        return {}
 
     def step_tokens(self) -> int:
         """Tokens the last committed step consumed over all processes (for logs and throughput)."""

@@ -273,9 +273,11 @@ class Trainer:
         mbs = obj.next_batch(self.model)
         local = sum(obj.normalizer(mb) for mb in mbs)
         n_global = D.all_reduce_sum(torch.tensor(float(local), device=self.device)).item()
-        if n_global == 0:
+        if n_global == 0 and not obj.allow_empty:
             raise OlmoflowError(f"{obj.name}: a global batch has nothing to learn from "
                                 "(no target tokens: documents of length 1, or fully masked examples?)")
+        if n_global == 0:
+            return self._empty_step(lr, t0)
         sums = torch.zeros(len(obj.metric_names), dtype=torch.float64, device=self.device)
         fsdp = self.world > 1
         for a, mb in enumerate(mbs):
@@ -305,6 +307,7 @@ class Trainer:
         return {
             "step": self.step,
             **values,
+            **obj.step_metrics(),
             "lr": lr,
             "grad_norm": grad_norm,
             "tokens": self.tokens,
@@ -312,6 +315,18 @@ class Trainer:
             "skipped": int(skip),
             "skipped_total": self.skipped_total,
         }
+
+    def _empty_step(self, lr: float, t0: float) -> dict[str, Any]:
+        """A step whose global batch had nothing to learn from: no update, logged as skipped."""
+        obj = self.objective
+        self.log.event("empty_batch", step=self.step + 1)
+        self.skipped_total += 1
+        self.step += 1
+        obj.commit()
+        self.tokens += obj.step_tokens()
+        return {"step": self.step, **{k: 0.0 for k in obj.metric_names}, **obj.step_metrics(), "lr": lr,
+                "grad_norm": 0.0, "tokens": self.tokens, "tokens_per_s": obj.step_tokens() / (time.perf_counter() - t0),
+                "skipped": 1, "skipped_total": self.skipped_total}
 
     def _clip_grads(self) -> float:
         params = [p for p in self.model.parameters() if p.grad is not None]
