@@ -215,13 +215,16 @@ def load_config(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
     base: dict[str, Any] | None = None,
+    flags: dict[str, Any] | None = None,
 ) -> C:
-    """Load ``cls`` from an optional YAML file on top of ``base``, then apply dotted overrides."""
+    """Load ``cls`` from an optional YAML file on top of ``base``, then command-line ``flags`` (those
+    not None: a flag given on the command line beats the file), then dotted ``key=value`` overrides."""
     data: dict[str, Any] = dict(base or {})
     source = "config"
     if path is not None:
         data = _deep_merge(data, read_yaml(path))
         source = str(path)
+    data.update({k: v for k, v in (flags or {}).items() if v is not None})
     data = apply_overrides(data, overrides or [])
     return validate(cls, data, source)
 

@@ -49,7 +49,7 @@ def test_hash_path_of_file_and_directory(tmp_path):
 def test_builtin_stage_types_are_registered_and_planned_ones_marked():
     get_stage_type("pretrain")
     for name in ("demo_corpus", "curate", "tokenizer", "tokenize", "mix", "pretrain", "evaluate", "export"):
-        assert name in STAGES and not STAGES[name].planned and STAGES[name].resolve_config is not None
+        assert name in STAGES and not STAGES[name].planned and STAGES[name].config_class() is not None
     for name in ("midtrain", "longcontext", "soup", "sft", "dpo", "rlvr"):
         assert STAGES[name].planned
     assert STAGES["pretrain"].fork_input == "init_from"

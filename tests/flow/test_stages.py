@@ -32,7 +32,7 @@ def test_curate_stage_reads_every_document_file_of_a_directory(tmp_path):
     config = st.resolve_config({"recipe": {"steps": [{"step": "normalize"}]}, "workers": 1})
     out = tmp_path / "out"
     out.mkdir()
-    metrics = st.fn(config, {"docs": src}, out, _ctx(tmp_path, "curate"))
+    metrics = st.fn(st.typed_config(config), {"docs": src}, out, _ctx(tmp_path, "curate"))
     assert metrics["docs_in"] == 6 and metrics["docs_kept"] == 6
 
 
@@ -45,9 +45,9 @@ def test_curate_stage_on_a_curate_output_reads_only_its_kept_documents(tmp_path)
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir()
     second.mkdir()
-    st.fn(config, {"docs": src}, first, _ctx(tmp_path, "curate"))
+    st.fn(st.typed_config(config), {"docs": src}, first, _ctx(tmp_path, "curate"))
     (first / "manifest.json").write_text(json.dumps({"id": "x"}))  # what the runner adds
-    metrics = st.fn(config, {"docs": first}, second, _ctx(tmp_path, "curate2"))
+    metrics = st.fn(st.typed_config(config), {"docs": first}, second, _ctx(tmp_path, "curate2"))
     assert metrics["docs_in"] == 4 and metrics["docs_kept"] == 4
 
 
@@ -66,9 +66,9 @@ def test_pretrain_trains_with_the_seed_its_resolved_config_records(tmp_path):
     base = {"model": "tiny-1m", "seq_len": 128, "steps": 2}
     ctx = StageContext(stage="pretrain", seed=7, workdir=tmp_path, quiet=True)
     cfg = st.resolve_config(base)
-    assert "seed" not in cfg and train_config(cfg, {"data": tmp_path}, tmp_path / "o", ctx).seed == 7
+    assert "seed" not in cfg and train_config(st.typed_config(cfg), {"data": tmp_path}, tmp_path / "o", ctx).seed == 7
     cfg = st.resolve_config({**base, "seed": 5})
-    assert cfg["seed"] == 5 and train_config(cfg, {"data": tmp_path}, tmp_path / "o", ctx).seed == 5
+    assert cfg["seed"] == 5 and train_config(st.typed_config(cfg), {"data": tmp_path}, tmp_path / "o", ctx).seed == 5
 
 
 def test_pretrain_takes_vocab_eos_pad_from_the_tokenizer_input(tmp_path):
@@ -81,7 +81,7 @@ def test_pretrain_takes_vocab_eos_pad_from_the_tokenizer_input(tmp_path):
     tok = Tok.from_dir(tmp_path / "tok")
     st = get_stage_type("pretrain")
     ctx = StageContext(stage="pretrain", seed=0, workdir=tmp_path, quiet=True)
-    cfg = train_config(st.resolve_config({"model": "tiny-1m", "seq_len": 128, "steps": 2}),
+    cfg = train_config(st.typed_config(st.resolve_config({"model": "tiny-1m", "seq_len": 128, "steps": 2})),
                        {"data": tmp_path, "tokenizer": tmp_path / "tok"}, tmp_path / "o", ctx)
     assert cfg.model_overrides["vocab_size"] == tok.vocab_size
     assert cfg.model_overrides["eos_token_id"] == tok.eos_id

@@ -1,7 +1,8 @@
 """Test-only stage types: tiny, fast, deterministic stand-ins with the same shapes as the real ones.
 
 Loaded by flow files through ``plugins: [path/to/toy_stages.py]`` so that subprocess runs of
-``olmoflow run`` see them too.
+``olmoflow run`` see them too. Their artifacts have the built-in types' file layout, so they reuse
+the built-in report sections and release rules (a plugin stage type declares its own the same way).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import random
 import time
 from pathlib import Path
 
-from olmoflow.flow.registry import ResumePoint, StageContext, register_stage
+from olmoflow.flow.registry import ReleaseFiles, ResumePoint, StageContext, register_stage
+from olmoflow.flow.stages import evaluate, pretrain
+from olmoflow.flow.stages.curate import FUNNEL
 
 WORDS = "the cat sat on a mat while dogs ran far away from big red barns near old green hills".split()
 
@@ -29,7 +32,8 @@ def toy_source(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageC
     return {"docs": len(docs)}
 
 
-@register_stage("toy_curate", description="drop long documents, write stats.json")
+@register_stage("toy_curate", description="drop long documents, write stats.json", report=(FUNNEL,),
+                release=(ReleaseFiles("stats.json", "data/{stage}/"),))
 def toy_curate(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
     docs = [json.loads(x) for x in (inputs["docs"] / "docs.jsonl").read_text().splitlines()]
     max_words = int(config.get("max_words", 10))
@@ -52,7 +56,7 @@ def toy_vocab(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageCo
 
 
 @register_stage("toy_train", description="fake training with checkpoints", fork_input="init_from",
-                volatile_files=("timing.json",))
+                volatile_files=("timing.json",), report=(pretrain.LOSS,), release=pretrain.RELEASE)
 def toy_train(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
     steps = int(config.get("steps", 4))
     every = int(config.get("checkpoint_every", 2))
@@ -100,10 +104,11 @@ def toy_resume_point(config: dict, out_dir: Path) -> ResumePoint | None:
 
 
 register_stage("toy_train_resumable", description="toy_train that resumes from its checkpoints",
-               fork_input="init_from", volatile_files=("timing.json",), resume_point=toy_resume_point)(toy_train)
+               fork_input="init_from", volatile_files=("timing.json",), resume_point=toy_resume_point,
+               report=(pretrain.LOSS,), release=pretrain.RELEASE)(toy_train)
 
 
-@register_stage("toy_eval", description="score checkpoints")
+@register_stage("toy_eval", description="score checkpoints", report=(evaluate.EVALUATION,), release=evaluate.RELEASE)
 def toy_eval(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
     model = inputs["model"]
     sweep = []

@@ -12,47 +12,47 @@ directory. The model is put in eval mode under ``torch.no_grad`` and restored af
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from olmoflow.errors import OlmoflowError
-from olmoflow.eval.tasks import Task
+from olmoflow.eval.options import EvalOptions, eval_options
+from olmoflow.io import append_jsonl
 
 __all__ = ["EvalCallback"]
 
 
 class EvalCallback:
-    """Run ``tasks`` (and per-source perplexity on ``ppl_data`` files) every ``every_n_steps``."""
+    """Evaluate every ``every_n_steps`` with ``tasks``: an :class:`EvalOptions` (e.g. a training
+    config's ``in_loop_eval``) or task specs plus its fields as keywords (``ppl_data`` files for
+    per-source perplexity, ``limit`` (default 50 here), ``batch_size``, ``shots``, ``seed``, ...).
+    ``tokenizer`` may also be a loaded ``Tok``."""
 
     def __init__(
         self,
-        tasks: list[str | Task],
+        tasks: EvalOptions | list[str] | str,
         every_n_steps: int,
-        ppl_data: list[str | Path] | str | Path | None = None,
-        limit: int | None = 50,
-        batch_size: int = 8,
         tokenizer: Any = None,
-        seed: int = 0,
         quiet: bool = True,
-        max_length: int | None = None,
-        share_prefix: bool = False,
+        **options: Any,
     ):
         from olmoflow.eval.evaluator import resolve_tasks
 
         if every_n_steps < 1:
             raise OlmoflowError(f"every_n_steps must be >= 1, got {every_n_steps}")
-        if isinstance(ppl_data, str | Path):
-            ppl_data = [ppl_data]
-        specs = list(tasks) + [f"ppl:{p}" for p in (ppl_data or [])]
-        self.tasks = resolve_tasks(specs)  # a bad task name fails now, not at step N
+        if not isinstance(tasks, EvalOptions):
+            options.setdefault("limit", 50)
+        if isinstance(tokenizer, str | Path):
+            options["tokenizer"], tokenizer = str(tokenizer), None
+        if isinstance(options.get("ppl_data"), Path):
+            options["ppl_data"] = [str(options["ppl_data"])]
+        self.options = eval_options(tasks, **options)
+        self.tasks = resolve_tasks(self.options.task_specs(), self.options.shots)  # a bad task fails now, not at step N
         self.every_n_steps = every_n_steps
-        self.limit, self.batch_size, self.seed, self.quiet = limit, batch_size, seed, quiet
-        self.max_length = max_length
-        self.share_prefix = share_prefix
-        self._tokenizer = tokenizer
+        self.quiet = quiet
+        self._tokenizer = tokenizer if tokenizer is not None else self.options.tokenizer
 
     def _tok(self, run_dir: Path):
         from olmoflow.eval.evaluator import find_tokenizer
@@ -78,16 +78,15 @@ class EvalCallback:
         was_training = inner.training
         try:
             inner.eval()
-            lm = HarnessLM(inner, self._tok(run_dir), batch_size=self.batch_size, max_length=self.max_length,
-                           device=next(inner.parameters()).device, share_prefix=self.share_prefix)
+            o = self.options
+            lm = HarnessLM(inner, self._tok(run_dir), batch_size=o.batch_size, max_length=o.max_length,
+                           device=next(inner.parameters()).device, share_prefix=o.share_prefix)
             with torch.no_grad():
-                res = evaluate_lm(lm, self.tasks, limit=self.limit, seed=self.seed, quiet=self.quiet)
+                res = evaluate_lm(lm, self.tasks, limit=o.limit, seed=o.seed, quiet=self.quiet)
         finally:
             inner.train(was_training)
         record = {"step": step,
                   "metrics": {name: r["metrics"] for name, r in res.items()},
                   "primary": {name: r["primary_metric"] for name, r in res.items()}}
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with open(run_dir / "eval.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_jsonl(run_dir / "eval.jsonl", record)
         return record

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +13,12 @@ import torch
 from olmoflow.artifacts import artifact_of
 from olmoflow.errors import OlmoflowError
 from olmoflow.eval.lm import HarnessLM
+from olmoflow.eval.options import EvalOptions, eval_options
 from olmoflow.eval.runners import n_requests, run_task
 from olmoflow.eval.tasks import Task, get_task
 from olmoflow.io import sha256_file
+
+_SHOTS = re.compile(r":\d+shot$")
 
 __all__ = ["evaluate", "evaluate_lm", "load_model_and_tokenizer", "find_tokenizer", "model_provenance",
            "print_table", "resolve_tasks"]
@@ -60,11 +65,18 @@ def model_provenance(model_path: str | Path) -> dict[str, Any]:
     return info
 
 
-def resolve_tasks(tasks: list[str | Task]) -> list[Task]:
-    """Task objects for specs; a bad spec fails before any model work starts."""
+def resolve_tasks(tasks: list[str | Task], shots: int | None = None) -> list[Task]:
+    """Task objects for specs; a bad spec fails before any model work starts. ``shots`` sets the
+    few-shot count of every rc / mc / gen task whose spec does not give one (``:Nshot``)."""
     if not tasks:
         raise OlmoflowError("no tasks given")
-    return [t if isinstance(t, Task) else get_task(t) for t in tasks]
+    out = []
+    for t in tasks:
+        task = t if isinstance(t, Task) else get_task(t)
+        if shots is not None and isinstance(t, str) and task.kind in ("rc", "mc", "gen") and not _SHOTS.search(t):
+            task = replace(task, num_shots=shots, name=f"{task.name}:{shots}shot")
+        out.append(task)
+    return out
 
 
 def limit_docs(docs: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
@@ -131,18 +143,14 @@ def print_table(results: dict[str, dict[str, Any]], title: str = "olmoflow eval"
 
 def evaluate(
     model_path: str | Path,
-    tasks: list[str] | str,
-    limit: int | None = None,
-    batch_size: int = 8,
+    tasks: EvalOptions | list[str] | str,
     out: str | Path | None = None,
     quiet: bool = False,
-    seed: int = 0,
-    tokenizer: str | Path | None = None,
-    max_length: int | None = None,
-    device: str = "cpu",
-    share_prefix: bool = False,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Evaluate the model at ``model_path`` (native or HF dir) on ``tasks``.
+    """Evaluate the model at ``model_path`` (native or HF dir) with ``tasks``: an :class:`EvalOptions`,
+    or task specs plus EvalOptions fields as keywords (``limit=100, batch_size=8, shots=5, seed=0,
+    tokenizer=..., max_length=..., device=..., share_prefix=..., ppl_data=[...]``).
 
     Returns (and writes to ``out`` as JSON) ``{"model": provenance, "seed", "batch_size", "limit",
     "tasks": {name: {"config", "config_hash", "n_items", "primary_metric", "metrics", "items"}}}``.
@@ -152,22 +160,18 @@ def evaluate(
     """
     from olmoflow import __version__
 
-    if isinstance(tasks, str):
-        tasks = [t for t in tasks.split(",") if t.strip()]
-    specs = resolve_tasks(list(tasks))  # fail on a bad task name before loading anything
-    if limit is not None and limit < 1:
-        raise OlmoflowError(f"--limit must be >= 1, got {limit}")
-    if batch_size < 1:
-        raise OlmoflowError(f"--batch-size must be >= 1, got {batch_size}")
-    model, tok = load_model_and_tokenizer(model_path, tokenizer, device=device)
-    lm = HarnessLM(model, tok, batch_size=batch_size, max_length=max_length, device=device, share_prefix=share_prefix)
-    task_results = evaluate_lm(lm, specs, limit=limit, seed=seed, quiet=quiet)
+    opts = eval_options(tasks, **options)
+    specs = resolve_tasks(opts.task_specs(), opts.shots)  # fail on a bad task name before loading anything
+    model, tok = load_model_and_tokenizer(model_path, opts.tokenizer, device=opts.device)
+    lm = HarnessLM(model, tok, batch_size=opts.batch_size, max_length=opts.max_length, device=opts.device,
+                   share_prefix=opts.share_prefix)
+    task_results = evaluate_lm(lm, specs, limit=opts.limit, seed=opts.seed, quiet=quiet)
     result = {
         "olmoflow_version": __version__,
         "model": model_provenance(model_path),
-        "tokenizer": str(tokenizer or find_tokenizer(model_path)),
-        "seed": seed, "batch_size": batch_size, "limit": limit, "max_length": lm.max_length, "device": str(device),
-        "share_prefix": lm.share_prefix,
+        "tokenizer": str(opts.tokenizer or find_tokenizer(model_path)),
+        "seed": opts.seed, "batch_size": opts.batch_size, "limit": opts.limit, "max_length": lm.max_length,
+        "device": str(opts.device), "share_prefix": lm.share_prefix,
         "tasks": task_results,
     }
     if out is not None:

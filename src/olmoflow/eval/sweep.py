@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from olmoflow.errors import OlmoflowError
+from olmoflow.eval.options import EvalOptions, eval_options
 
 __all__ = ["list_step_dirs", "sweep_checkpoints", "plot_sweep", "sweep_figure"]
 
@@ -74,18 +75,13 @@ def plot_sweep(rows: list[dict[str, Any]], out_png: Path, title: str = "") -> Pa
 
 def sweep_checkpoints(
     run_dir: str | Path,
-    tasks: list[str],
-    limit: int | None = None,
-    batch_size: int = 8,
+    tasks: EvalOptions | list[str] | str,
     out: str | Path | None = None,
     quiet: bool = False,
-    seed: int = 0,
-    tokenizer: str | Path | None = None,
-    share_prefix: bool = False,
-    max_length: int | None = None,
-    device: str = "cpu",
+    **options: Any,
 ) -> dict[str, Any]:
-    """Evaluate each checkpoint on ``tasks``; write ``sweep.json``, ``sweep.md`` (table) and
+    """Evaluate each checkpoint with ``tasks`` (an :class:`EvalOptions`, or task specs plus its
+    fields as keywords, as for ``evaluate``); write ``sweep.json``, ``sweep.md`` (table) and
     ``sweep.png`` next to ``out`` (default ``RUN_DIR/eval/sweep.json``)."""
     from rich.console import Console
     from rich.table import Table
@@ -99,23 +95,25 @@ def sweep_checkpoints(
     )
     from olmoflow.eval.lm import HarnessLM
 
-    specs = resolve_tasks(tasks)
+    opts = eval_options(tasks, **options)
+    specs = resolve_tasks(opts.task_specs(), opts.shots)
     steps = list_step_dirs(run_dir)
-    tok_dir = Path(tokenizer) if tokenizer else find_tokenizer(steps[0][1])
+    tok_dir = Path(opts.tokenizer) if opts.tokenizer else find_tokenizer(steps[0][1])
     rows = []
     err = Console(stderr=True, quiet=quiet)
     for i, (step, d) in enumerate(steps, 1):
         err.print(f"checkpoint {i}/{len(steps)}: step {step} ({d})", markup=False, highlight=False)
-        model, tok = load_model_and_tokenizer(d, tok_dir, device=device)
-        lm = HarnessLM(model, tok, batch_size=batch_size, max_length=max_length, device=device, share_prefix=share_prefix)
-        res = evaluate_lm(lm, specs, limit=limit, seed=seed, quiet=quiet)
+        model, tok = load_model_and_tokenizer(d, tok_dir, device=opts.device)
+        lm = HarnessLM(model, tok, batch_size=opts.batch_size, max_length=opts.max_length, device=opts.device,
+                       share_prefix=opts.share_prefix)
+        res = evaluate_lm(lm, specs, limit=opts.limit, seed=opts.seed, quiet=quiet)
         metrics = {f"{name}/{k}": v for name, r in res.items() for k, v in r["metrics"].items()}
         rows.append({"step": step, "checkpoint": str(d), "model": model_provenance(d), "metrics": metrics,
                      "primary": {name: r["primary_metric"] for name, r in res.items()}})
     out_json = Path(out) if out else Path(run_dir) / "eval" / "sweep.json"
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    result = {"run_dir": str(run_dir), "tokenizer": str(tok_dir), "seed": seed, "limit": limit,
-              "max_length": max_length, "device": str(device),
+    result = {"run_dir": str(run_dir), "tokenizer": str(tok_dir), "seed": opts.seed, "limit": opts.limit,
+              "max_length": opts.max_length, "device": str(opts.device),
               "tasks": {t.name: {"config": t.config(), "config_hash": t.config_hash()} for t in specs},
               "checkpoints": rows}
     out_json.write_text(json.dumps(result, indent=1) + "\n")

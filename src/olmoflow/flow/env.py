@@ -8,13 +8,14 @@ import platform
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import olmoflow
 
-__all__ = ["code_version", "environment"]
+__all__ = ["code_version", "environment", "library_versions"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -60,19 +61,25 @@ def _device() -> str:
 
 
 #: libraries whose versions decide artifact bytes (BPE merges, token shards, curation decisions,
-#: weights), recorded so a run can be reproduced; None when not installed
-OUTPUT_PACKAGES = ("numpy", "tokenizers", "safetensors", "lingua-language-detector", "rensa", "pydivsufsort",
-                   "xxhash", "fasttext-numpy2")
+#: weights); recorded in every manifest's environment, and the default of a stage type's ``libraries``
+OUTPUT_LIBRARIES = ("torch", "numpy", "tokenizers", "safetensors", "transformers", "lingua-language-detector",
+                    "rensa", "pydivsufsort", "xxhash", "fasttext-numpy2")
+
+
+def library_versions(packages: Iterable[str]) -> dict[str, str | None]:
+    """``{"olmoflow": version, package: installed version or None}``: what a stage's cache key
+    includes, so that upgrading olmoflow or a library that shapes the output reruns the stage
+    instead of reusing an artifact the new versions would not produce. ``"python"`` names the
+    interpreter (e.g. for a stage that reads the standard library's sources)."""
+    return {"olmoflow": olmoflow.__version__,
+            **{pkg: platform.python_version() if pkg == "python" else _version(pkg) for pkg in sorted(set(packages))}}
 
 
 def environment() -> dict[str, Any]:
     """Python, torch and the other libraries that shape outputs, platform, device, host, CPU count."""
     return {
         "python": platform.python_version(),
-        "torch": _version("torch"),
-        "transformers": _version("transformers"),
-        **{pkg: _version(pkg) for pkg in OUTPUT_PACKAGES},
-        "olmoflow": olmoflow.__version__,
+        **library_versions(OUTPUT_LIBRARIES),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "device": _device(),

@@ -13,11 +13,14 @@ OUT/
   checkpoints.json     intermediate checkpoints (step, location, artifact id) -- not copied
   release.json         sha256 of every file in the bundle
 ```
+
+Which files of a stage's artifact go where is declared by its stage type (registry ``release``:
+``ReleaseFiles`` rules, applied in flow order); configs, manifests, the report, logs and the
+checkpoint list are the same for every stage.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -28,7 +31,16 @@ import yaml
 
 from olmoflow.errors import OlmoflowError
 from olmoflow.flow.hashing import RUNNER_FILES
-from olmoflow.flow.report import incomplete_stages, load_state, stage_artifacts, write_report
+from olmoflow.flow.registry import STAGES, ReleaseFiles
+from olmoflow.flow.report import (
+    flat,
+    incomplete_stages,
+    load_state,
+    register_run_stage_types,
+    stage_artifacts,
+    write_report,
+)
+from olmoflow.io import sha256_file
 
 __all__ = ["make_release"]
 
@@ -56,31 +68,53 @@ def _checkpoints(arts: dict[str, tuple[Path, dict]], workdir: Path) -> list[dict
     return sorted(out, key=lambda c: (c["stage"], c["step"]))
 
 
-def _final_weights(arts: dict[str, tuple[Path, dict]]) -> tuple[str, Path] | None:
-    exports = [(n, d) for n, (d, m) in arts.items() if m.get("type") == "export"]
-    if exports:
-        return "hf", exports[-1][1]
-    for _n, (d, m) in reversed(list(arts.items())):  # the last training-like stage: its final weights
-        if (d / "final").is_dir():
-            return "native", d / "final"
-        if m.get("type") in ("midtrain", "longcontext", "soup", "sft", "dpo", "rlvr"):
-            return "native", d
-    return None
+def _apply_rule(rule: ReleaseFiles, name: str, d: Path, tmp: Path) -> None:
+    """Copy the files of artifact ``d`` (stage ``name``) that ``rule`` selects into the bundle ``tmp``."""
+    dest = tmp / rule.dest.format(stage=name)
+    into = rule.dest.endswith("/")
+    wildcard = any(c in rule.src for c in "*?[")
+    if rule.src == ".":
+        matches = [d]
+    else:  # a wildcard selects files; a plain name may be a directory
+        matches = sorted(p for p in d.glob(rule.src) if p.name not in _SKIP and (p.is_file() or not wildcard))
+    if not matches or (rule.mode == "fill" and dest.exists()):
+        return
+    if not into and len(matches) > 1:
+        raise OlmoflowError(f"release rule {rule}: {len(matches)} files match but the destination is one file")
+    if rule.mode == "replace" and dest.exists():
+        shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+    for m in matches:
+        target = dest / m.name if into else dest
+        if m.is_dir():
+            _copy_tree(m, target)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(m, target)
+
+
+def _weights_format(model: Path) -> str | None:
+    """``hf`` for a transformers export (config.json names its architectures), ``native`` otherwise."""
+    if not model.is_dir() or not any(model.iterdir()):
+        return None
+    cfg = model / "config.json"
+    try:
+        return "hf" if cfg.is_file() and "architectures" in json.loads(cfg.read_text()) else "native"
+    except json.JSONDecodeError:
+        return "native"
 
 
 def _eval_lines(arts: dict[str, tuple[Path, dict]]) -> list[str]:
-    from olmoflow.flow.report import _flat
-
     rows = []
     for n, (_d, m) in arts.items():
-        if m.get("type") == "evaluate":
-            for k, v in _flat({k: v for k, v in (m.get("metrics") or {}).items() if k != "skipped"}).items():
+        st = STAGES.get(m.get("type", ""))
+        if st is not None and any(sec.title == "Evaluation" for sec in st.report):
+            for k, v in flat({k: v for k, v in (m.get("metrics") or {}).items() if k != "skipped"}).items():
                 if isinstance(v, float):
                     rows.append(f"| {n} | {k} | {v:.4g} |")
     return ["| stage | metric | value |", "|---|---|---|", *rows, ""] if rows else ["Not evaluated.", ""]
 
 
-def _model_card(state: dict, arts: dict[str, tuple[Path, dict]], weights: tuple[str, Path] | None,
+def _model_card(state: dict, arts: dict[str, tuple[Path, dict]], weights: str | None,
                 ckpts: list[dict], out: Path) -> str:
     name = state.get("flow") or "olmoflow-model"
     lines = [f"# {name}", "",
@@ -99,7 +133,7 @@ def _model_card(state: dict, arts: dict[str, tuple[Path, dict]], weights: tuple[
     else:
         lines.append("- weights: not exported")
     lines.append("")
-    if weights and weights[0] == "hf":
+    if weights == "hf":
         lines += ["Load with transformers:", "", "```python",
                   "from transformers import AutoModelForCausalLM, AutoTokenizer",
                   'tok = AutoTokenizer.from_pretrained("model")',
@@ -128,6 +162,7 @@ def make_release(workdir: Path, out: Path, force: bool = False) -> Path:
     """Build the release bundle of ``workdir``'s last run in ``out`` (see module docstring)."""
     workdir, out = Path(workdir).resolve(), Path(out).resolve()
     state = load_state(workdir)
+    register_run_stage_types(state)
     arts = stage_artifacts(workdir, state)
     if not arts:
         raise OlmoflowError(f"{workdir}: no completed stages to release")
@@ -147,38 +182,19 @@ def make_release(workdir: Path, out: Path, force: bool = False) -> Path:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
 
-    weights = _final_weights(arts)
-    if weights:
-        _copy_tree(weights[1], tmp / "model")
-    toks = [d for _, (d, m) in arts.items() if m.get("type") == "tokenizer"]
-    if toks:
-        _copy_tree(toks[-1], tmp / "tokenizer")
-    elif weights and (weights[1] / "tokenizer.json").is_file():
-        for f in weights[1].glob("tokenizer*"):
-            (tmp / "tokenizer").mkdir(exist_ok=True)
-            shutil.copy2(f, tmp / "tokenizer" / f.name)
-
     (tmp / "configs").mkdir()
     (tmp / "configs" / "flow.yaml").write_text(yaml.safe_dump(state.get("resolved_flow") or {}, sort_keys=False))
     (tmp / "manifests").mkdir()
     for n, (d, m) in arts.items():
         (tmp / "configs" / f"{n}.json").write_text(json.dumps(m.get("config"), indent=2, sort_keys=True) + "\n")
         shutil.copy2(d / "manifest.json", tmp / "manifests" / f"{n}.manifest.json")
-        for pat in ("stats.json", "meta.json", "*decontam*", "*report*.json", "quarantine*"):
-            for f in sorted(d.glob(pat)):
-                if f.is_file() and m.get("type") not in ("export",):
-                    t = tmp / "data" / n / f.name
-                    t.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(f, t)
-        if m.get("type") == "evaluate" or (d / "sweep.json").is_file():
-            for f in sorted(d.glob("*.json")):
-                if f.name not in _SKIP:
-                    t = tmp / "reports" / "eval" / n / f.name
-                    t.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(f, t)
-        if (d / "metrics.jsonl").is_file():
-            (tmp / "logs").mkdir(exist_ok=True)
-            shutil.copy2(d / "metrics.jsonl", tmp / "logs" / f"{n}.metrics.jsonl")
+        st = STAGES.get(m.get("type", ""))
+        if st is None:
+            raise OlmoflowError(f"stage {n!r}: stage type {m.get('type')!r} is not registered (a plugin of the "
+                                "flow that cannot be loaded?); cannot tell which of its files to release")
+        for rule in st.release:
+            _apply_rule(rule, n, d, tmp)
+    weights = _weights_format(tmp / "model")
 
     write_report(workdir)
     (tmp / "reports").mkdir(exist_ok=True)
@@ -195,9 +211,9 @@ def make_release(workdir: Path, out: Path, force: bool = False) -> Path:
     files = {}
     for p in sorted(tmp.rglob("*")):
         if p.is_file():
-            files[p.relative_to(tmp).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+            files[p.relative_to(tmp).as_posix()] = sha256_file(p)
     index = {"format": "olmoflow-release-v1", "flow": state.get("flow"), "seed": state.get("seed"),
-             "weights": weights[0] if weights else None,
+             "weights": weights,
              "artifacts": {n: m["id"] for n, (_, m) in arts.items()}, "files": files}
     (tmp / "release.json").write_text(json.dumps(index, indent=2) + "\n")
     tmp.rename(out)

@@ -1,9 +1,13 @@
 """The report card: ``WORKDIR/REPORT.md`` summarising every stage of the last run.
 
-Sections: stages (status, wall time, key metrics), data funnel (curate's stats.json), training
-loss (plot of pretrain's metrics.jsonl), evaluation (final metrics and the checkpoint sweep plot),
-sample generation, lineage, environment. Anything missing says "not run"; the report never
-crashes on a partial or failed run.
+Sections: stages (status, wall time, key metrics); then the sections the run's stage types
+contribute through their registry entry (``ReportSection``: curate's data funnel, tokenize's token
+counts, pretrain's training loss, evaluate's results and checkpoint sweep, ...); the sample
+generation (``sample.json``, written by export or any stage); lineage; environment. A section whose
+stages did not complete says "not run"; the report never crashes on a partial or failed run.
+
+The helpers below (``fmt``, ``flat``, ``plot_series``, ``plot_grid``, ``save_figure``) are for
+stage types' section renderers.
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ from typing import Any
 
 from olmoflow.errors import OlmoflowError
 from olmoflow.flow.lineage import build_lineage, format_text
+from olmoflow.flow.registry import STAGES, StageArtifact, load_builtin_stages, load_plugins
 from olmoflow.flow.store import is_complete, read_manifest
-from olmoflow.io import read_jsonl
 
-__all__ = ["load_state", "write_report"]
+__all__ = ["NOT_RUN", "flat", "fmt", "load_state", "plot_grid", "plot_series", "save_figure", "write_report"]
 
 NOT_RUN = "_not run_"
 
@@ -57,11 +61,8 @@ def incomplete_stages(workdir: Path, state: dict[str, Any]) -> list[str]:
     return out
 
 
-def _by_type(arts: dict[str, tuple[Path, dict]], *types: str) -> list[tuple[str, Path, dict]]:
-    return [(n, d, m) for n, (d, m) in arts.items() if m.get("type") in types]
-
-
-def _fmt(v: Any) -> str:
+def fmt(v: Any) -> str:
+    """A number for a table: 4 significant digits, thousands separators for integers."""
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, int) and not isinstance(v, bool):
@@ -69,21 +70,22 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> ``{"a.b": scalar}`` (long strings left out)."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
+            out.update(flat(v, key + "."))
         elif isinstance(v, int | float | str | bool) and not (isinstance(v, str) and len(v) > 60):
             out[key] = v
     return out
 
 
 def key_metrics(metrics: dict[str, Any], limit: int = 6) -> str:
-    flat = _flat(metrics or {})
-    items = [f"{k}={_fmt(v)}" for k, v in list(flat.items())[:limit]]
-    more = len(flat) - limit
+    flattened = flat(metrics or {})
+    items = [f"{k}={fmt(v)}" for k, v in list(flattened.items())[:limit]]
+    more = len(flattened) - limit
     return ", ".join(items) + (f" (+{more} more)" if more > 0 else "") if items else "-"
 
 
@@ -108,113 +110,18 @@ def _stages_section(state: dict[str, Any], arts: dict[str, tuple[Path, dict]]) -
     return lines + [""]
 
 
-def _funnel_rows(stats: Any) -> list[tuple[str, Any, Any, Any, Any]]:
-    """(step, docs_in, docs_out, tokens_in, tokens_out) from a curate stats.json, in a few shapes."""
-    steps = stats.get("steps") if isinstance(stats, dict) else stats
-    if isinstance(steps, dict):
-        steps = [{"name": k, **v} for k, v in steps.items() if isinstance(v, dict)]
-    rows = []
-    for s in steps or []:
-        if not isinstance(s, dict):
-            continue
-        name = s.get("name") or s.get("step") or "?"
-
-        def g(*keys: str, s: dict = s) -> Any:
-            return next((s[k] for k in keys if k in s), None)
-
-        rows.append((str(name), g("docs_in", "documents_in", "in_docs"), g("docs_out", "documents_out", "kept", "out_docs"),
-                     g("tokens_in", "bytes_in"), g("tokens_out", "bytes_out")))
-    return rows
-
-
-def _size_unit(stats: Any) -> str:
-    """'tokens' if the curation stats count tokens, else 'bytes'."""
-    steps = stats.get("steps") if isinstance(stats, dict) else stats
-    first = next(iter(steps.values() if isinstance(steps, dict) else steps or []), {})
-    return "tokens" if isinstance(first, dict) and "tokens_in" in first else "bytes"
-
-
-def _save(fig, path: Path) -> bool:
+def save_figure(fig, path: Path) -> Path:
     """Write a report figure (no software stamp: bytes depend only on the data) and free it."""
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
-    return True
+    return path
 
 
-def funnel_figure(rows: list[tuple[str, Any, Any, Any, Any]], title: str):
-    """Horizontal bars: documents kept after each curation step, first step on top."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in rows if isinstance(r[2], int | float)]
-    names = [r[0] for r in rows]
-    kept = [r[2] for r in rows]
-    fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.32 * max(len(rows), 1)), dpi=100)
-    ax.barh(range(len(rows)), kept, color="#3b6ea8")
-    ax.set_yticks(range(len(rows)), names, fontsize=8)
-    ax.invert_yaxis()
-    for y, (_, d_in, d_out, *_rest) in enumerate(rows):
-        if isinstance(d_in, int | float) and d_in:
-            ax.text(d_out, y, f" {d_out:,} ({100 * d_out / d_in:.0f}%)", va="center", fontsize=7)
-    ax.set_xlim(0, max(kept, default=1) * 1.25 or 1)
-    ax.set_xlabel("documents kept after step")
-    ax.set_ylabel("curation step")
-    ax.set_title(title)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def _funnel_plot(path: Path, rows: list[tuple[str, Any, Any, Any, Any]], title: str) -> bool:
-    try:
-        fig = funnel_figure(rows, title)
-    except ImportError:
-        return False
-    return _save(fig, path)
-
-
-def _funnel_section(arts: dict[str, tuple[Path, dict]], workdir: Path | None = None) -> list[str]:
-    lines = ["## Data funnel", ""]
-    cur = [(n, d, m) for n, (d, m) in arts.items() if m.get("type") == "curate" or (d / "stats.json").is_file()]
-    if not cur:
-        return lines + [NOT_RUN, ""]
-    for name, d, _ in cur:
-        path = next(iter(sorted(d.rglob("stats.json"))), None)
-        if path is None:
-            lines += [f"{name}: no stats.json", ""]
-            continue
-        stats = json.loads(path.read_text())
-        rows = _funnel_rows(stats)
-        if not rows:
-            lines += [f"{name}: stats.json has no per-step counts", ""]
-            continue
-        unit = _size_unit(stats)
-        lines += [f"{name}: from `{path.relative_to(d.parent.parent)}`", "",
-                  f"| step | docs in | docs kept | {unit} in | {unit} kept |", "|---|---|---|---|---|"]
-        for r in rows:
-            lines.append("| " + " | ".join(_fmt(x) if x is not None else "-" for x in r) + " |")
-        lines.append("")
-        if workdir is not None and any(isinstance(r[2], int | float) for r in rows):
-            png = workdir / "report" / f"funnel-{name}.png"
-            if _funnel_plot(png, rows, f"{name}: data funnel (documents kept per step)"):
-                lines += [f"![{name} funnel](report/{png.name})", ""]
-    toks = [(n, m, json.loads((d / "meta.json").read_text())) for n, (d, m) in arts.items() if (d / "meta.json").is_file()
-            and m.get("type") in ("tokenize", "mix")]
-    if toks:
-        lines += ["Token datasets:", "", "| stage | docs | tokens | tokens per source |", "|---|---|---|---|"]
-        for n, _m, meta in toks:
-            per = ", ".join(f"{k}: {_fmt(v)}" for k, v in (meta.get("sources") or {}).items())
-            lines.append(f"| {n} | {_fmt(meta.get('n_docs', '-'))} | {_fmt(meta.get('n_tokens', '-'))} | {per} |")
-        lines.append("")
-    return lines
-
-
-def _plot(path: Path, series: dict[str, tuple[list, list]], xlabel: str, ylabel: str, title: str) -> bool:
+def plot_series(path: Path, series: dict[str, tuple[list, list]], xlabel: str, ylabel: str, title: str) -> bool:
+    """One line per ``label -> (xs, ys)`` in one panel, saved to ``path``; False without matplotlib."""
     try:
         import matplotlib
 
@@ -232,10 +139,11 @@ def _plot(path: Path, series: dict[str, tuple[list, list]], xlabel: str, ylabel:
     if len(series) > 1:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    save_figure(fig, path)
+    return True
 
 
-def _plot_grid(path: Path, series: dict[str, tuple[list, list]], title: str, max_panels: int = 9) -> bool:
+def plot_grid(path: Path, series: dict[str, tuple[list, list]], title: str, max_panels: int = 9) -> bool:
     """One small panel per metric (metrics have different scales); perplexity is left out when
     bits per byte is there (same information)."""
     try:
@@ -261,83 +169,12 @@ def _plot_grid(path: Path, series: dict[str, tuple[list, list]], title: str, max
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
-
-
-def _loss_section(workdir: Path, arts: dict[str, tuple[Path, dict]]) -> list[str]:
-    lines = ["## Training loss", ""]
-    runs = [(n, d, m) for n, (d, m) in arts.items() if (d / "metrics.jsonl").is_file()
-            or m.get("type") in ("pretrain", "midtrain", "longcontext", "sft")]
-    found = False
-    for name, d, _ in runs:
-        path = d / "metrics.jsonl"
-        if not path.is_file():
-            path = next(iter(sorted(d.rglob("metrics.jsonl"))), None)
-        if path is None:
-            continue
-        recs = [r for r in read_jsonl(path, skip_bad=True) if "step" in r and "loss" in r]
-        if not recs:
-            continue
-        found = True
-        png = workdir / "report" / f"loss-{name}.png"
-        ok = _plot(png, {"loss": ([r["step"] for r in recs], [r["loss"] for r in recs])}, "step", "loss",
-                   f"{name}: training loss")
-        first, last = recs[0], recs[-1]
-        lines.append(f"{name}: {len(recs)} logged steps, loss {first['loss']:.4g} (step {first['step']}) -> "
-                     f"{last['loss']:.4g} (step {last['step']})")
-        lines += ["", f"![{name} loss](report/{png.name})" if ok else "(matplotlib missing: no plot)", ""]
-    return lines + ([] if found else [NOT_RUN, ""])
-
-
-def _sweep_points(d: Path, m: dict) -> dict[str, tuple[list, list]]:
-    """metric -> (steps, values) from an eval artifact's checkpoint sweep, in a few shapes."""
-    path = next(iter(sorted(d.rglob("sweep.json"))), None) or next(iter(sorted(d.rglob("checkpoints.json"))), None)
-    data: Any = json.loads(path.read_text()) if path else (m.get("metrics") or {}).get("sweep")
-    if isinstance(data, dict) and "checkpoints" in data:
-        data = data["checkpoints"]
-    if isinstance(data, dict):  # {step: {metric: value}}
-        data = [{"step": k, **v} for k, v in data.items() if isinstance(v, dict)]
-    series: dict[str, tuple[list, list]] = {}
-    for row in data or []:
-        if not isinstance(row, dict) or "step" not in row:
-            continue
-        try:
-            step = int(row["step"])
-        except (TypeError, ValueError):
-            continue
-        for k, v in _flat({k: v for k, v in row.items() if k not in ("step", "model")}).items():
-            k = k.removeprefix("metrics.")
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                xs, ys = series.setdefault(k, ([], []))
-                xs.append(step)
-                ys.append(v)
-    return series
-
-
-def _eval_section(workdir: Path, arts: dict[str, tuple[Path, dict]]) -> list[str]:
-    lines = ["## Evaluation", ""]
-    evs = [(n, d, m) for n, (d, m) in arts.items() if m.get("type") == "evaluate" or (d / "sweep.json").is_file()]
-    if not evs:
-        return lines + [NOT_RUN, ""]
-    for name, d, m in evs:
-        flat = _flat({k: v for k, v in (m.get("metrics") or {}).items() if k != "sweep"})
-        if flat:
-            lines += [f"{name} (final model):", "", "| metric | value |", "|---|---|"]
-            lines += [f"| {k} | {_fmt(v)} |" for k, v in flat.items()]
-            lines.append("")
-        series = _sweep_points(d, m)
-        if series:
-            png = workdir / "report" / f"eval-{name}.png"
-            ok = _plot_grid(png, series, f"{name}: metrics over checkpoints")
-            lines += [f"Checkpoint sweep: {len(next(iter(series.values()))[0])} checkpoints, "
-                      f"{len(series)} metrics.", "",
-                      f"![{name} sweep](report/{png.name})" if ok else "(matplotlib missing: no plot)", ""]
-        else:
-            lines += ["Checkpoint sweep: " + NOT_RUN, ""]
-    return lines
+    save_figure(fig, path)
+    return True
 
 
 def _sample_section(arts: dict[str, tuple[Path, dict]]) -> tuple[list[str], str | None]:
+    """The last ``sample.json`` ({prompt, completion, max_new_tokens}) any stage wrote (export does)."""
     for _, (d, _m) in reversed(list(arts.items())):
         p = d / "sample.json"
         if p.is_file():
@@ -346,6 +183,53 @@ def _sample_section(arts: dict[str, tuple[Path, dict]]) -> tuple[list[str], str 
             return ["## Sample generation", "", f"Prompt: `{s.get('prompt', '')!s}` (greedy, "
                     f"{s.get('max_new_tokens', '?')} new tokens)", "", "```", text, "```", ""], text
     return ["## Sample generation", "", NOT_RUN, ""], None
+
+
+def register_run_stage_types(state: dict[str, Any]) -> list[str]:
+    """Register the built-in stage types and those of the run's ``plugins:`` (for their report
+    sections and release files); a plugin that cannot be loaded is returned as a report line."""
+    load_builtin_stages()
+    plugins = (state.get("resolved_flow") or {}).get("plugins") or []
+    if not plugins:
+        return []
+    base = Path(state["source"]).parent if state.get("source") else Path.cwd()
+    try:
+        load_plugins(list(plugins), base)
+    except Exception as e:  # noqa: BLE001 - a moved plugin file costs its sections, not the report
+        return [f"(plugins not loaded: {type(e).__name__}: {e})", ""]
+    return []
+
+
+def stage_sections(state: dict[str, Any], arts: dict[str, tuple[Path, dict]], workdir: Path) -> list[str]:
+    """The sections contributed by the run's stage types (registry ``report``), merged by title:
+    each renderer gets the completed stages of the types that use it; no completed stage: not run."""
+    lines = register_run_stage_types(state)
+    stages = state.get("stages") or {}
+    # title -> (order, [(renderer, [artifacts])]) in flow order
+    titles: dict[str, tuple[int, list[tuple[Any, list[StageArtifact]]]]] = {}
+    for name in state.get("order") or list(stages):
+        st = STAGES.get((stages.get(name) or {}).get("type", ""))
+        for sec in st.report if st is not None else ():
+            order, groups = titles.setdefault(sec.title, (sec.order, []))
+            titles[sec.title] = (min(order, sec.order), groups)
+            group = next((g for g in groups if g[0] is sec.render), None)
+            if group is None:
+                group = (sec.render, [])
+                groups.append(group)
+            if name in arts:
+                group[1].append(StageArtifact(name, *arts[name]))
+    for title, (_, groups) in sorted(titles.items(), key=lambda kv: kv[1][0]):
+        lines += [f"## {title}", ""]
+        body: list[str] = []
+        for render, done in groups:
+            if not done:
+                continue
+            try:
+                body += render(done, workdir)
+            except Exception as e:  # noqa: BLE001 - a report with one broken section beats no report
+                body += [f"(section failed: {type(e).__name__}: {e})", ""]
+        lines += body or [NOT_RUN, ""]
+    return lines
 
 
 def _lineage_section(state: dict[str, Any], arts: dict[str, tuple[Path, dict]], workdir: Path) -> list[str]:
@@ -394,8 +278,7 @@ def write_report(workdir: Path) -> tuple[Path, str | None]:
              f"- stages complete: {len(arts)}/{len(state.get('order') or [])}, "
              f"total stage wall time {total:.1f} s",
              f"- report written {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}", ""]
-    for section in (lambda: _stages_section(state, arts), lambda: _funnel_section(arts, workdir),
-                    lambda: _loss_section(workdir, arts), lambda: _eval_section(workdir, arts),
+    for section in (lambda: _stages_section(state, arts), lambda: stage_sections(state, arts, workdir),
                     lambda: sample_lines, lambda: _lineage_section(state, arts, workdir),
                     lambda: _env_section(arts)):
         try:

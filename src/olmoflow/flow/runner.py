@@ -1,6 +1,7 @@
 """The flow runner: plan stages in dependency order, skip cached ones, run the rest.
 
-Cache key of a stage = sha256(stage type, resolved config, input artifact ids, seed). A stage
+Cache key of a stage = sha256(stage type, resolved config, input artifact ids, seed, versions of
+olmoflow and of the libraries the stage type names as shaping its output). A stage
 whose key has a complete artifact in the workdir is skipped; changing one stage's config changes
 its key, so it reruns, and its descendants rerun only if its output content (artifact id) changed.
 A training stage killed mid-run continues from its latest complete checkpoint when the flow is
@@ -27,7 +28,7 @@ from rich.table import Table
 
 from olmoflow.errors import OlmoflowError
 from olmoflow.flow import estimate as est
-from olmoflow.flow.env import code_version, environment
+from olmoflow.flow.env import code_version, environment, library_versions
 from olmoflow.flow.hashing import RUNNER_FILES, hash_path, hash_tree
 from olmoflow.flow.registry import ResumePoint, StageContext, StageType, get_stage_type, load_plugins
 from olmoflow.flow.spec import FlowSpec, InputRef, descendants, toposort
@@ -82,6 +83,8 @@ class StagePlan:
     wall_s: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     estimate: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str | None] = field(default_factory=dict)
+    """olmoflow's and the output-shaping libraries' versions (part of the cache key)."""
 
 
 @dataclass
@@ -236,8 +239,6 @@ class Runner:
     # ---- planning -------------------------------------------------------------------------
     def _resolve_config(self, name: str) -> dict[str, Any]:
         st, raw = self.types[name], copy.deepcopy(self.spec.stages[name].config)
-        if st.resolve_config is None:
-            return raw
         try:
             return _jsonable(st.resolve_config(raw))
         except OlmoflowError as e:
@@ -279,7 +280,8 @@ class Runner:
         if any(i.kind in ("pending", "missing") for i in plan.inputs.values()):
             return None
         return sha256_json({"type": plan.type, "config": plan.config, "seed": self.spec.seed,
-                          "inputs": {k: v.key_part() for k, v in sorted(plan.inputs.items())}})
+                            "inputs": {k: v.key_part() for k, v in sorted(plan.inputs.items())},
+                            "versions": plan.versions})
 
     # ---- running --------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -290,8 +292,9 @@ class Runner:
                                         "yet (planned); run with --dry-run to see the plan")
         plans: dict[str, StagePlan] = {}
         for n in self.order:
-            plans[n] = StagePlan(name=n, type=self.spec.stages[n].type, config=self._resolve_config(n))
             st = self.types[n]
+            plans[n] = StagePlan(name=n, type=self.spec.stages[n].type, config=self._resolve_config(n),
+                                 versions=library_versions(st.libraries))
             try:
                 plans[n].estimate = (st.estimate or est.estimate)(plans[n].config)
             except Exception:  # noqa: BLE001 - estimates are best effort
@@ -360,7 +363,7 @@ class Runner:
                  resume_from_step=resume.step if resume else None)
         self.console.print(f"{tag} [yellow]running[/yellow] -> {out.relative_to(self.workdir)}")
         try:
-            metrics = st.fn(copy.deepcopy(plan.config), {k: r.path for k, r in plan.inputs.items()}, out, ctx)
+            metrics = st.fn(st.typed_config(plan.config), {k: r.path for k, r in plan.inputs.items()}, out, ctx)
         except BaseException as e:
             tb = traceback.format_exc()
             (out / "error.txt").write_text(tb)
@@ -403,7 +406,7 @@ class Runner:
             if self.store.leftover_record(d) != record:
                 self._say(f"stage {n}: {self._rel(d)} was not written by this stage's config, inputs and seed "
                           "(its .stage.json is missing or names another key); removing it and starting from step 0")
-            elif (point := st.resume_point(copy.deepcopy(plan.config), d)) is not None:
+            elif (point := st.resume_point(st.typed_config(plan.config), d)) is not None:
                 (d / "error.txt").unlink(missing_ok=True)  # the previous attempt's, if it raised
                 of = f" (of {point.total})" if point.total is not None else ""
                 self._say(f"stage {n}: resuming from step {point.step}{of} in {self._rel(d)} "
@@ -441,6 +444,7 @@ class Runner:
             "config_hash": sha256_json(plan.config, 16),
             "cache_key": plan.key,
             "seed": self.spec.seed,
+            "versions": plan.versions,
             "inputs": {k: v.manifest() for k, v in plan.inputs.items()},
             "fork_origin": fork,
             # not in the id: a resumed run's artifact is the same as an uninterrupted run's

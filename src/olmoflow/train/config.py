@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from olmoflow.config import Config, ConfigError
+from olmoflow.eval.options import EvalOptions
 
 __all__ = [
     "BatchPlan",
@@ -93,19 +94,13 @@ class CheckpointConfig(Config):
     verify: bool = True
 
 
-class InLoopEvalConfig(Config):
-    """Evaluation tasks run inside the training loop (OLMo-core style in-loop evals)."""
+class InLoopEvalConfig(EvalOptions):
+    """Evaluation inside the training loop (OLMo-core style in-loop evals): the shared eval options
+    (``olmoflow.eval.options``: tasks, ppl_data, limit, batch_size, shots, tokenizer, ...) + how often."""
 
-    #: task specs as for ``olmoflow eval --tasks`` (e.g. ``arith_rc``, ``rc:items.jsonl``)
-    tasks: list[str] = Field(default_factory=list)
-    #: Dolma JSONL files scored for per-source bits per byte
-    ppl_data: list[str] = Field(default_factory=list)
     every: int = Field(100, gt=0)
-    #: items per task (None = all)
-    limit: int | None = Field(50, gt=0)
-    batch_size: int = Field(8, gt=0)
-    #: tokenizer directory (default: found next to the data, see olmoflow.eval.evaluator.find_tokenizer)
-    tokenizer: str | None = None
+    #: items per task (None = all); fewer than a standalone eval's default, to keep training fast
+    limit: int | None = Field(50, ge=1)
 
 
 class TrainConfig(Config):

@@ -11,34 +11,37 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from olmoflow.flow.registry import StageContext, register_stage
+from pydantic import Field
 
-KEYS = ("max_docs_per_source", "n_math", "n_math_eval", "max_code_file_bytes", "max_code_files", "heldout_per_source",
-        "heldout_max_chars")
-
-
-def resolve(config: dict) -> dict:
-    from olmoflow.config import ConfigError
-
-    bad = set(config) - set(KEYS)
-    if bad:
-        raise ConfigError(f"unknown key(s) {sorted(bad)} (allowed: {', '.join(KEYS)})")
-    return {"heldout_per_source": 20, "heldout_max_chars": 4000, **config}
+from olmoflow.flow.registry import StageConfig, StageContext, register_stage
+from olmoflow.io import read_jsonl, write_jsonl
 
 
+class DemoCorpusConfig(StageConfig):
+    max_docs_per_source: int | None = Field(None, ge=1)
+    n_math: int = Field(2000, ge=0)
+    n_math_eval: int = Field(200, ge=0)
+    max_code_file_bytes: int = Field(24_000, ge=1)
+    max_code_files: int = Field(250, ge=0)
+    #: documents per source held out of docs/ for perplexity
+    heldout_per_source: int = Field(20, ge=0)
+    heldout_max_chars: int = Field(4000, ge=1)
+
+
+# the code documents are the interpreter's own standard library sources
 @register_stage("demo_corpus", description="offline demo corpus: stdlib code, docs prose, synthetic math",
-                resolve_config=resolve)
-def run(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
+                config=DemoCorpusConfig, libraries=("python",))
+def run(config: DemoCorpusConfig, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
     from olmoflow.data.demo import build_demo_corpus
 
-    config = dict(config)
-    k = int(config.pop("heldout_per_source"))
-    max_chars = int(config.pop("heldout_max_chars"))
-    res = build_demo_corpus(out_dir / "docs", seed=ctx.seed, **config)
+    k, max_chars = config.heldout_per_source, config.heldout_max_chars
+    res = build_demo_corpus(out_dir / "docs", seed=ctx.seed, max_docs_per_source=config.max_docs_per_source,
+                            n_math=config.n_math, n_math_eval=config.n_math_eval,
+                            max_code_file_bytes=config.max_code_file_bytes, max_code_files=config.max_code_files)
     (out_dir / "eval").mkdir()
     eval_path = Path(res["eval"])
     eval_path.rename(out_dir / "eval" / eval_path.name)
-    n_eval = sum(1 for line in (out_dir / "eval" / eval_path.name).read_text().splitlines() if line.strip())
+    n_eval = len(read_jsonl(out_dir / "eval" / eval_path.name))
     held_by_src, docs = {}, {}
     for src in sorted(res["files"]):
         path = out_dir / "docs" / f"{src}.jsonl"
@@ -49,8 +52,6 @@ def run(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageContext)
         docs[src] = len(keep)
     # round-robin over sources, so an eval `limit` still covers every source
     heldout = [lst[i] for i in range(k) for lst in held_by_src.values() if i < len(lst)]
-    with open(out_dir / "eval" / "heldout.jsonl", "w", encoding="utf-8") as f:
-        for d in heldout:
-            text = d["text"][:max_chars]
-            f.write(json.dumps({"id": d["id"], "text": text, "source": d.get("source") or "unknown"}) + "\n")
+    write_jsonl(out_dir / "eval" / "heldout.jsonl",
+                ({"id": d["id"], "text": d["text"][:max_chars], "source": d.get("source") or "unknown"} for d in heldout))
     return {"docs": docs, "heldout_docs": len(heldout), "eval_items": n_eval}

@@ -9,25 +9,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Literal
 
-from olmoflow.flow.registry import StageContext, register_stage
+from pydantic import Field, field_validator
+
+from olmoflow.flow.registry import ReleaseFiles, StageConfig, StageContext, register_stage
 from olmoflow.flow.stages._common import model_dir, need
 
-KEYS = ("dtype", "sample_prompt", "sample_tokens")
 
+class ExportConfig(StageConfig):
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    #: greedy sample written to sample.json for the report ("" or null: no sample)
+    sample_prompt: str = "def "
+    sample_tokens: int = Field(48, ge=1)
 
-def resolve(config: dict) -> dict:
-    from olmoflow.config import ConfigError
-
-    bad = set(config) - set(KEYS)
-    if bad:
-        raise ConfigError(f"unknown key(s) {sorted(bad)} (allowed: {', '.join(KEYS)})")
-    dtype = config.get("dtype", "float32")
-    if dtype not in ("float32", "bfloat16", "float16"):
-        raise ConfigError(f"key 'dtype': {dtype!r} is not one of float32, bfloat16, float16")
-    prompt = config.get("sample_prompt", "def ")
-    return {"dtype": dtype, "sample_prompt": "" if prompt is None else str(prompt),
-            "sample_tokens": int(config.get("sample_tokens", 48))}
+    @field_validator("sample_prompt", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any) -> Any:
+        return "" if v is None else v
 
 
 def sample(model_path: Path, tok_dir: Path, prompt: str, max_new_tokens: int, seed: int) -> dict:
@@ -44,17 +43,23 @@ def sample(model_path: Path, tok_dir: Path, prompt: str, max_new_tokens: int, se
             "finish_reason": res.finish_reason}
 
 
-@register_stage("export", description="export to HF/transformers format (olmoflow.model.hf)", resolve_config=resolve)
-def run(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
+#: the export is the bundle's model/ (it replaces a training stage's native weights); its tokenizer
+#: files are the bundle's tokenizer/ when the flow has no tokenizer stage
+RELEASE = (ReleaseFiles(".", "model", mode="replace"), ReleaseFiles("tokenizer*", "tokenizer/", mode="fill"))
+
+
+@register_stage("export", description="export to HF/transformers format (olmoflow.model.hf)", config=ExportConfig,
+                release=RELEASE, libraries=("torch", "safetensors", "tokenizers"))
+def run(config: ExportConfig, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
     from olmoflow.model.hf import export_hf
 
     src = model_dir(need(inputs, "model", ctx.stage, "a training run, checkpoint or model dir"))
     tok = inputs.get("tokenizer")
-    export_hf(src, out_dir, tokenizer_dir=tok, dtype=config["dtype"])
+    export_hf(src, out_dir, tokenizer_dir=tok, dtype=config.dtype)
     cfg = json.loads((out_dir / "config.json").read_text())
     out = {"model_type": cfg.get("model_type"), "bytes": sum(p.stat().st_size for p in out_dir.iterdir())}
-    if config["sample_prompt"] and tok is not None:
-        s = sample(out_dir, Path(tok), config["sample_prompt"], config["sample_tokens"], ctx.seed)
+    if config.sample_prompt and tok is not None:
+        s = sample(out_dir, Path(tok), config.sample_prompt, config.sample_tokens, ctx.seed)
         (out_dir / "sample.json").write_text(json.dumps(s, indent=2) + "\n")
         out["sample_chars"] = len(s["completion"])
     return out

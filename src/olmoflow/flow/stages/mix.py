@@ -3,37 +3,56 @@
 Config: ``ratios`` + ``total_tokens``, or per-source ``tokens`` (optionally rescaled by
 ``total_tokens``). Inputs: token dataset dirs. An input named after a source of the mix is used
 for that source; any other input contributes every source listed in its ``meta.json`` (so one
-tokenize output holding code, prose and math can be mixed directly).
+tokenize output holding code, prose and math can be mixed directly). Its output is a token
+dataset, reported and released like tokenize's.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+from pydantic import field_validator, model_validator
 
 from olmoflow.errors import OlmoflowError
 from olmoflow.flow import estimate as est
-from olmoflow.flow.registry import StageContext, register_stage
+from olmoflow.flow.registry import StageConfig, StageContext, register_stage
+from olmoflow.flow.stages.tokenize import DATA_FILES, TOKEN_DATASETS
 
-KEYS = ("ratios", "tokens", "total_tokens")
+
+def _count(v: Any) -> Any:
+    """Token counts may be written as ``3e5`` (YAML reads that as a string) or ``3.0e5``."""
+    return int(float(v)) if isinstance(v, str | float) else v
 
 
-def resolve(config: dict) -> dict:
-    from olmoflow.config import ConfigError
+class MixConfig(StageConfig):
+    #: source -> share of the mix (with total_tokens)
+    ratios: dict[str, float] | None = None
+    #: source -> tokens taken from it
+    tokens: dict[str, int] | None = None
+    total_tokens: int | None = None
 
-    bad = set(config) - set(KEYS)
-    if bad:
-        raise ConfigError(f"unknown key(s) {sorted(bad)} (allowed: {', '.join(KEYS)})")
-    if ("ratios" in config) == ("tokens" in config):
-        raise ConfigError("give exactly one of 'ratios' (with 'total_tokens') or 'tokens'")
-    if "ratios" in config and not config.get("total_tokens"):
-        raise ConfigError("key 'total_tokens': required with 'ratios'")
-    out = {k: config[k] for k in KEYS if k in config}
-    if "total_tokens" in out:
-        out["total_tokens"] = int(float(out["total_tokens"]))
-    if "tokens" in out:
-        out["tokens"] = {k: int(float(v)) for k, v in out["tokens"].items()}
-    return out
+    @field_validator("total_tokens", mode="before")
+    @classmethod
+    def _total(cls, v: Any) -> Any:
+        return _count(v)
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _tokens(cls, v: Any) -> Any:
+        return {k: _count(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+    @model_validator(mode="after")
+    def _one_of(self) -> MixConfig:
+        if (self.ratios is None) == (self.tokens is None):
+            raise ValueError("give exactly one of 'ratios' (with 'total_tokens') or 'tokens'")
+        if self.ratios is not None and not self.total_tokens:
+            raise ValueError("key 'total_tokens': required with 'ratios'")
+        return self
+
+    def resolved(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 def estimate(config: dict) -> dict:
@@ -41,8 +60,8 @@ def estimate(config: dict) -> dict:
     return {"tokens": float(total)} if total else est.estimate(config)
 
 
-def source_inputs(config: dict, inputs: dict[str, Path]) -> dict[str, str]:
-    wanted = set((config.get("ratios") or config.get("tokens") or {}).keys())
+def source_inputs(config: MixConfig, inputs: dict[str, Path]) -> dict[str, str]:
+    wanted = set((config.ratios or config.tokens or {}).keys())
     out: dict[str, str] = {}
     for name, path in inputs.items():
         if name in wanted:
@@ -56,12 +75,12 @@ def source_inputs(config: dict, inputs: dict[str, Path]) -> dict[str, str]:
     return out
 
 
-@register_stage("mix", description="mix token datasets to target ratios (olmoflow.data)", resolve_config=resolve,
-                estimate=estimate)
-def run(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
+@register_stage("mix", description="mix token datasets to target ratios (olmoflow.data)", config=MixConfig,
+                report=(TOKEN_DATASETS,), release=DATA_FILES, libraries=("numpy",), estimate=estimate)
+def run(config: MixConfig, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
     from olmoflow.data.mix import mix
 
-    info = mix(source_inputs(config, inputs), out_dir, ratios=config.get("ratios"), tokens=config.get("tokens"),
-               total_tokens=config.get("total_tokens"), seed=ctx.seed, quiet=True)
+    info = mix(source_inputs(config, inputs), out_dir, ratios=config.ratios, tokens=config.tokens,
+               total_tokens=config.total_tokens, seed=ctx.seed, quiet=True)
     return {"total_tokens": info["total_tokens"], "achieved_ratios": info["achieved_ratios"],
             "repetition": {k: v["repetition"] for k, v in info["sources"].items()}}

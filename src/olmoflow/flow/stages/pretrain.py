@@ -14,49 +14,75 @@ uninterrupted run's.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
-from olmoflow.config import ConfigError
+from pydantic import model_validator
+
 from olmoflow.errors import OlmoflowError
-from olmoflow.flow.registry import ResumePoint, StageContext, register_stage
+from olmoflow.flow.registry import (
+    ReleaseFiles,
+    ReportSection,
+    ResumePoint,
+    StageArtifact,
+    StageConfig,
+    StageContext,
+    register_stage,
+)
+from olmoflow.flow.report import plot_series
 from olmoflow.flow.stages._common import model_dir, plain
+from olmoflow.io import read_jsonl
 
 #: TrainConfig keys the runner fills from inputs / the artifact dir; they are not part of the config
 RUNNER_KEYS = ("run_dir", "init_from")
 
 
-def resolve(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate against ``TrainConfig`` and return it with defaults, without runner-filled paths."""
-    from olmoflow.config import validate
+@functools.cache
+def config_class() -> type[StageConfig]:
+    """``PretrainConfig``: ``TrainConfig`` without the paths the runner fills (a function because
+    it imports olmoflow.train, which registering the stage must not)."""
     from olmoflow.train.config import TrainConfig
 
-    for k in RUNNER_KEYS:
-        if k in config:
-            raise ConfigError(f"key '{k}' is set by the runner; give it as an input instead")
-    data = dict(config.get("data") or {})
-    if data.get("paths") or data.get("val_paths"):
-        raise ConfigError("key 'data.paths'/'data.val_paths': give token datasets as inputs 'data' / 'val'")
-    cfg = validate(TrainConfig, {**config, "run_dir": "."}, "pretrain config")
-    out = cfg.model_dump(mode="json")
-    for k in RUNNER_KEYS:
-        out.pop(k, None)
-    out["data"].pop("paths", None)
-    out["data"].pop("val_paths", None)
-    if "seed" not in config:  # the flow seed (StageContext.seed) is used; a stage's own seed wins
-        out.pop("seed", None)
-    return out
+    class PretrainConfig(TrainConfig, StageConfig):
+        run_dir: str = "."  # set by the runner (the artifact dir)
+
+        @model_validator(mode="before")
+        @classmethod
+        def _no_runner_paths(cls, data: Any) -> Any:
+            if isinstance(data, dict):
+                for k in RUNNER_KEYS:
+                    if k in data:
+                        raise ValueError(f"key '{k}' is set by the runner; give it as an input instead")
+                d = data.get("data")
+                if isinstance(d, dict) and (d.get("paths") or d.get("val_paths")):
+                    raise ValueError("key 'data.paths'/'data.val_paths': give token datasets as inputs 'data' / 'val'")
+            return data
+
+        def resolved(self) -> dict[str, Any]:
+            """Defaults filled, without runner-filled paths; ``seed`` only if the config gives one
+            (else the flow seed, StageContext.seed, is used)."""
+            out = self.model_dump(mode="json")
+            for k in RUNNER_KEYS:
+                out.pop(k, None)
+            out["data"].pop("paths", None)
+            out["data"].pop("val_paths", None)
+            if "seed" not in self.model_fields_set:
+                out.pop("seed", None)
+            return out
+
+    return PretrainConfig
 
 
-def train_config(config: dict[str, Any], inputs: dict[str, Path], out_dir: Path, ctx: StageContext):
+def train_config(config: Any, inputs: dict[str, Path], out_dir: Path, ctx: StageContext):
     """The ``TrainConfig`` for this stage: config + input paths + the seed (the stage's own, else the flow's)."""
     from olmoflow.config import validate
     from olmoflow.train.config import TrainConfig
 
     if "data" not in inputs:
         raise OlmoflowError(f"stage {ctx.stage!r}: needs an input 'data' (a token dataset)")
-    cfg = dict(config)
-    cfg["data"] = {**(cfg.get("data") or {}), "paths": [str(inputs["data"])]}
+    cfg = config.model_dump(mode="json")
+    cfg["data"] = {**cfg["data"], "paths": [str(inputs["data"])]}
     if inputs.get("val") is not None:
         cfg["data"]["val_paths"] = [str(inputs["val"])]
     if inputs.get("init_from") is not None:
@@ -64,22 +90,19 @@ def train_config(config: dict[str, Any], inputs: dict[str, Path], out_dir: Path,
     if inputs.get("tokenizer") is not None:
         cfg["model_overrides"] = {**_tokenizer_ids(inputs["tokenizer"]), **(cfg.get("model_overrides") or {})}
     cfg["run_dir"] = str(out_dir)
-    cfg["seed"] = cfg.get("seed", ctx.seed)
+    cfg["seed"] = config.seed if "seed" in config.model_fields_set else ctx.seed
     return validate(TrainConfig, cfg, f"stage {ctx.stage}")
 
 
-def resume_point(config: dict[str, Any], out_dir: Path) -> ResumePoint | None:
+def resume_point(config: Any, out_dir: Path) -> ResumePoint | None:
     """The checkpoint the trainer resumes from in ``out_dir`` (its own choice, ``latest_checkpoint``:
     the newest ``step-N`` whose files match its manifest; a torn save has none and is skipped)."""
-    from olmoflow.config import validate
     from olmoflow.train.checkpoint import latest_checkpoint
-    from olmoflow.train.config import TrainConfig
 
     ckpt = latest_checkpoint(Path(out_dir) / "checkpoints")
     if ckpt is None:
         return None
-    total = validate(TrainConfig, {**config, "run_dir": str(out_dir)}, "pretrain config").total_steps()
-    return ResumePoint(step=int(ckpt.name.removeprefix("step-")), total=total, checkpoint=ckpt)
+    return ResumePoint(step=int(ckpt.name.removeprefix("step-")), total=config.total_steps(), checkpoint=ckpt)
 
 
 def _tokenizer_ids(tok_dir: Path) -> dict[str, Any]:
@@ -95,13 +118,41 @@ def _tokenizer_ids(tok_dir: Path) -> dict[str, Any]:
     return out
 
 
+def loss_section(arts: list[StageArtifact], workdir: Path) -> list[str]:
+    """Per training run: first and last logged loss, and the loss curve (``metrics.jsonl``)."""
+    lines: list[str] = []
+    for a in arts:
+        path = a.dir / "metrics.jsonl"
+        if not path.is_file():
+            path = next(iter(sorted(a.dir.rglob("metrics.jsonl"))), None)
+        if path is None:
+            continue
+        recs = [r for r in read_jsonl(path, skip_bad=True) if "step" in r and "loss" in r]
+        if not recs:
+            continue
+        png = workdir / "report" / f"loss-{a.name}.png"
+        ok = plot_series(png, {"loss": ([r["step"] for r in recs], [r["loss"] for r in recs])}, "step", "loss",
+                         f"{a.name}: training loss")
+        first, last = recs[0], recs[-1]
+        lines.append(f"{a.name}: {len(recs)} logged steps, loss {first['loss']:.4g} (step {first['step']}) -> "
+                     f"{last['loss']:.4g} (step {last['step']})")
+        lines += ["", f"![{a.name} loss](report/{png.name})" if ok else "(matplotlib missing: no plot)", ""]
+    return lines
+
+
+LOSS = ReportSection("Training loss", loss_section, order=20)
+#: the final weights are the bundle's model/ (native format; an export stage's replace them) and
+#: the training log its logs/<stage>.metrics.jsonl
+RELEASE = (ReleaseFiles("final", "model", mode="replace"), ReleaseFiles("metrics.jsonl", "logs/{stage}.metrics.jsonl"))
+
+
 @register_stage("pretrain", description="pretrain a model (olmoflow.train)", fork_input="init_from",
-                resolve_config=resolve,
+                config=config_class, report=(LOSS,), release=RELEASE, libraries=("torch", "numpy", "safetensors"),
                 # rng.json holds python/numpy global RNG state (not derived from the seed, and not used
                 # by training); a checkpoint's manifest.json lists its sha256, so both are left out
                 volatile_files=("log.jsonl", "tensorboard/*", "checkpoints/*/rng.json", "checkpoints/*/manifest.json"),
                 volatile_keys={"metrics.jsonl": ("tokens_per_s",)}, resume_point=resume_point)
-def run(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
+def run(config: Any, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
     from olmoflow.train import pretrain
     from olmoflow.train.metrics import read_metrics
 
