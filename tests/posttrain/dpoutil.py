@@ -68,7 +68,7 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
 def dpo_config(root: Path, **kw: Any) -> DPOConfig:
     """A DPO config on the models/tokenizer/pairs under ``root`` (see :func:`make_setup`)."""
     base = dict(run_dir=str(root / "run"), init_from=str(root / "policy"), reference=str(root / "reference"),
-                tokenizer=str(root / "tok"), data={"paths": [str(root / "pairs.jsonl")]}, seq_len=64,
+                tokenizer=str(root / "tok"), data={"paths": [str(root / "pairs.jsonl")]}, seq_len=96,
                 global_batch_pairs=4, micro_batch=2, steps=3, loss_type="sigmoid", beta=0.5,
                 optimizer={"lr": 1e-3}, seed=0)
     return validate(DPOConfig, {**base, **kw})
