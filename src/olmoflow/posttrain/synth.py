@@ -17,7 +17,8 @@
   training response is checked to satisfy its constraints. Held-out records carry ``constraints``.
 
 Held-out records are ``{"id", "kind", "messages": [the prompt turns], "prompt": user text, ...gold}``;
-training records ``{"id", "kind", "messages", "tools"?}``.
+training records ``{"id", "kind", "messages", "tools"?, ...gold}`` (the same gold fields, so a
+pair builder or verifier can score new responses to training prompts too).
 
 Held-out prompts are drawn first. Training conversations are then drawn skipping any problem
 (same numbers, function, or topic and constraints) that is held out, and each candidate is run
@@ -132,7 +133,7 @@ def _arith(r: random.Random) -> tuple[str, Record, Record]:
     steps = _place_steps(a, b, sign)
     trace = " ".join([intro, *[s + "." for s in steps]])
     key = f"{'+' if sign > 0 else '-'}:{a}:{b}"
-    train = {"messages": [_user(question), _assistant(f"The answer is {answer}.", trace)]}
+    train = {"messages": [_user(question), _assistant(f"The answer is {answer}.", trace)], "answer": str(answer)}
     heldout = {"messages": [_user(question)], "prompt": question, "answer": str(answer)}
     return key, train, heldout
 
@@ -200,7 +201,7 @@ def _tool(r: random.Random) -> tuple[str, Record, Record]:
         {"role": "environment", "content": result},
         _assistant(f"The answer is {result}."),
     ]
-    train = {"messages": messages, "tools": [CALCULATOR_TOOL]}
+    train = {"messages": messages, "tools": [CALCULATOR_TOOL], "call": call, "answer": result}
     heldout = {"messages": [_user(question)], "tools": [CALCULATOR_TOOL], "prompt": question, "call": call,
                "answer": result}
     return expression, train, heldout
@@ -280,7 +281,7 @@ def _docstring_generator(functions: list[tuple[str, str]]) -> Generator:
     def gen(r: random.Random) -> tuple[str, Record, Record]:
         name, sentence = r.choice(functions)
         question = r.choice(_DOC_QUESTIONS).format(f=name)
-        train = {"messages": [_user(question), _assistant(sentence)]}
+        train = {"messages": [_user(question), _assistant(sentence)], "function": name, "answer": sentence}
         heldout = {"messages": [_user(question)], "prompt": question, "function": name, "answer": sentence}
         return question, train, heldout
     return gen
@@ -391,7 +392,7 @@ def _ifeval(r: random.Random) -> tuple[str, Record, Record]:
     score, why = check(resp, cons)
     if score != 1.0:  # a generator bug, not bad input: training data must satisfy its constraints
         raise AssertionError(f"synth ifeval response fails its constraints: {why}\n{prompt}\n{resp}")
-    train = {"messages": [_user(prompt), _assistant(resp)]}
+    train = {"messages": [_user(prompt), _assistant(resp)], "constraints": cons}
     heldout = {"messages": [_user(prompt)], "prompt": prompt, "constraints": cons}
     return key, train, heldout
 
