@@ -136,7 +136,8 @@ def test_docstring_answers_are_first_sentences_and_heldout_functions_are_unseen(
         assert t["messages"][1]["content"] == functions[name]
         train_functions.add(name)
     held = {rec["function"] for rec in heldout["docstring"]}
-    assert held and not held & train_functions
+    assert len(held) == len(heldout["docstring"]) == 20  # one question per held-out function
+    assert not held & train_functions
     assert all(rec["answer"] == functions[rec["function"]] for rec in heldout["docstring"])
 
 

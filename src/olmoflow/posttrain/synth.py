@@ -243,6 +243,8 @@ def _corpus_functions(corpus_dir: Path) -> dict[str, str]:
             if not isinstance(rel, str) or not isinstance(doc.get("text"), str):
                 continue
             module = rel.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+            if any(part.startswith("_") for part in module.split(".")):
+                continue  # private modules
             try:
                 tree = ast.parse(doc["text"])
             except (SyntaxError, ValueError):
@@ -277,13 +279,14 @@ def docstring_functions(corpus_dir: str | Path | None = None) -> list[tuple[str,
     return sorted(out.items())
 
 
-def _docstring_generator(functions: list[tuple[str, str]]) -> Generator:
+def _docstring_generator(functions: list[tuple[str, str]], one_per_function: bool) -> Generator:
+    """Questions about ``functions``; keyed by function (one question each) or by question."""
     def gen(r: random.Random) -> tuple[str, Record, Record]:
         name, sentence = r.choice(functions)
         question = r.choice(_DOC_QUESTIONS).format(f=name)
         train = {"messages": [_user(question), _assistant(sentence)], "function": name, "answer": sentence}
         heldout = {"messages": [_user(question)], "prompt": question, "function": name, "answer": sentence}
-        return question, train, heldout
+        return name if one_per_function else question, train, heldout
     return gen
 
 
@@ -430,7 +433,8 @@ def make_chat_data(
     """Write ``sft.jsonl``, ``heldout/<kind>.jsonl`` and ``decontamination.json`` into ``out_dir``.
 
     ``n_train`` conversations in all (shares :data:`TRAIN_SHARES`), ``n_heldout`` prompts per kind
-    (docstring: at most a quarter of the available functions, the rest stay for training).
+    (docstring: one question per function, at most a quarter of the available functions; the
+    rest stay for training).
     Returns ``{"train": {kind: n}, "heldout": {kind: n}, "decontamination": {...}, "files": {...}}``.
     """
     if n_train < 1 or n_heldout < 1:
@@ -442,7 +446,8 @@ def make_chat_data(
     n_doc_held = min(n_heldout, len(functions) // 4)
     gens: dict[str, tuple[Generator, Generator]] = {  # (held-out generator, training generator)
         "arith": (_arith, _arith),
-        "docstring": (_docstring_generator(functions[:n_doc_held]), _docstring_generator(functions[n_doc_held:])),
+        "docstring": (_docstring_generator(functions[:n_doc_held], True),
+                      _docstring_generator(functions[n_doc_held:], False)),
         "tool": (_tool, _tool),
         "ifeval": (_ifeval, _ifeval),
     }
