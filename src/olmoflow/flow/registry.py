@@ -184,13 +184,13 @@ class StageType:
         cls = self.config_class()
         if cls is None:
             return dict(raw)
-        cfg = validate(cls, dict(raw), f"{self.name} config")
+        cfg = validate(cls, dict(raw), f"stage type {self.name!r}")
         return cfg.resolved() if isinstance(cfg, StageConfig) else cfg.model_dump(mode="json")
 
     def typed_config(self, resolved: dict[str, Any]) -> Any:
         """The config object the stage function receives for a resolved config (raw dict if untyped)."""
         cls = self.config_class()
-        return dict(resolved) if cls is None else validate(cls, dict(resolved), f"{self.name} config")
+        return dict(resolved) if cls is None else validate(cls, dict(resolved), f"stage type {self.name!r}")
 
 
 STAGES: dict[str, StageType] = {}

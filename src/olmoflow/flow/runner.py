@@ -26,6 +26,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from olmoflow.config import ConfigError
 from olmoflow.errors import OlmoflowError
 from olmoflow.flow import estimate as est
 from olmoflow.flow.env import code_version, environment, library_versions
@@ -241,8 +242,9 @@ class Runner:
         st, raw = self.types[name], copy.deepcopy(self.spec.stages[name].config)
         try:
             return _jsonable(st.resolve_config(raw))
-        except OlmoflowError as e:
-            raise OlmoflowError(f"{self.spec.source}: stages.{name}.config: {e}") from None
+        except OlmoflowError as e:  # (a ConfigError stays one)
+            cls = ConfigError if isinstance(e, ConfigError) else OlmoflowError
+            raise cls(f"{self.spec.source}: stages.{name}.config: {e}") from None
 
     def _resolve_input(self, name: str, inp: str, ref: InputRef, plans: dict[str, StagePlan]) -> ResolvedInput:
         r = ResolvedInput(name=inp, kind="pending", ref=ref.describe(), subpath=ref.subpath)
