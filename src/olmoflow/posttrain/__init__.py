@@ -2,8 +2,8 @@
 
     from olmoflow.posttrain import load_chat_examples, make_chat_data
 
-Submodules are imported on first use (``chat_data``, ``synth``, ``sft``), so importing the package
-costs nothing and pulls in no torch.
+The names above are imported from their submodules (``chat_data``, ``synth``) on first use, so
+importing the package costs nothing and pulls in no torch; import ``sft``, ``dpo``, ... directly.
 """
 
 from __future__ import annotations
