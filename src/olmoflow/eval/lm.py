@@ -288,7 +288,9 @@ class HarnessLM:
         """Continue each prompt until a stop string, EOS or ``max_gen_toks``.
 
         Generation kwargs (lm-eval names): ``until`` (list of stop strings), ``max_gen_toks``,
-        ``temperature`` (0 = greedy), ``top_p``, ``seed``. The text is cut before the first stop.
+        ``temperature`` (0 = greedy), ``top_p``, ``seed``; and ``stop_tokens`` (special tokens that
+        end generation besides EOS, e.g. ``<|im_end|>`` for a chat turn). The text is cut before the
+        first stop.
         olmoflow models go through the shared engine (``olmoflow.inference``: KV cache, batched);
         other modules use a plain full-recompute loop.
         """
@@ -313,6 +315,15 @@ class HarnessLM:
                 progress(len(chunk))
         return out
 
+    def _token_ids(self, tokens: Sequence[str]) -> list[int]:
+        """Ids of special tokens given by text (``stop_tokens`` of a chat turn), where the vocabulary has them."""
+        out = []
+        for t in tokens:
+            ids = self.tok_encode(t)
+            if len(ids) == 1:
+                out.append(ids[0])
+        return out
+
     def _engine_generate(self, chunk: list[tuple[list[int], dict[str, Any]]]) -> list[str]:
         from olmoflow.inference import Engine, GenerationRequest
 
@@ -320,7 +331,8 @@ class HarnessLM:
             GenerationRequest(
                 prompt=ids, max_new_tokens=int(kw.get("max_gen_toks", 256)),
                 temperature=float(kw.get("temperature", 0.0)), top_p=float(kw.get("top_p", 1.0)),
-                stop_token_ids=[self.eos_id], stop_strings=[s for s in kw.get("until") or [] if s],
+                stop_token_ids=[self.eos_id, *self._token_ids(kw.get("stop_tokens") or [])],
+                stop_strings=[s for s in kw.get("until") or [] if s],
                 seed=int(kw.get("seed", 0)),
             )
             for ids, kw in chunk

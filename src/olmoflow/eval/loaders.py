@@ -314,10 +314,16 @@ def _normalise(p: Path, kind: str, recs: list[dict[str, Any]]) -> list[dict[str,
             for key in ("task_id", "prompt", "test", "entry_point"):
                 _need(p, n, r, key, str)
             docs.append(r)
+        elif kind == "chat":
+            if not isinstance(r.get("messages"), list) and not isinstance(r.get("prompt"), str):
+                raise OlmoflowError(f"{p}:{n}: a chat item needs 'messages' (a list) or 'prompt' (a string)")
+            docs.append({**r, "id": rid})
     return docs
 
 
 def _detect_kind(p: Path, first: dict[str, Any]) -> str:
+    if isinstance(first.get("messages"), list):
+        return "chat"
     if "choices" in first:
         return "rc"
     if "test" in first and "entry_point" in first:
@@ -328,7 +334,7 @@ def _detect_kind(p: Path, first: dict[str, Any]) -> str:
         return "ppl"
     raise OlmoflowError(
         f"{p}:1: cannot tell the task format from fields {sorted(first)}; "
-        "use rc:PATH, mc:PATH, gen:PATH, ppl:PATH or code:PATH (schemas in docs/eval.md)"
+        "use rc:PATH, mc:PATH, gen:PATH, ppl:PATH, code:PATH or chat:PATH (schemas in docs/eval.md)"
     )
 
 
@@ -344,6 +350,8 @@ def jsonl_task(path: str, kind: str | None) -> Task:
         extra = dict(stop=["\nclass", "\ndef", "\n#", "\nif", "\nprint"], max_gen_toks=512, extract="none")
     if kind == "gen":
         extra = dict(stop=["\n\n", "\nQuestion:"], max_gen_toks=64)
+    if kind == "chat":
+        extra = dict(max_gen_toks=128)
     import hashlib
 
     digest = hashlib.sha256(p.read_bytes()).hexdigest()[:16]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from olmoflow.errors import OlmoflowError
 from olmoflow.eval.lm import HarnessLM
 from olmoflow.eval.metrics import bits_per_byte, mean, pass_at_k
 from olmoflow.eval.tasks import LETTERS, Task, fewshot_examples, fewshot_prefix
@@ -69,7 +70,7 @@ def run_task(
     seed: int = 0, progress: Progress = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Evaluate ``docs`` of ``task``; few-shot examples are drawn from ``pool``."""
-    fn = {"rc": run_rc, "mc": run_mc, "gen": run_gen, "code": run_code, "ppl": run_ppl}[task.kind]
+    fn = {"rc": run_rc, "mc": run_mc, "gen": run_gen, "code": run_code, "ppl": run_ppl, "chat": run_chat}[task.kind]
     return fn(task, lm, docs, pool, seed, progress)
 
 
@@ -137,6 +138,8 @@ def run_gen(task, lm, docs, pool, seed, progress):
     kw = {"until": task.stop, "max_gen_toks": task.max_gen_toks, "temperature": task.temperature,
           "top_p": task.top_p, "seed": seed}
     reqs = [(fewshot_prefix(task, fewshot_examples(task, pool, d)) + d["prompt"], kw) for d in docs]
+    if task.chat:  # the few-shot prompt as the user's turn; the reply is the assistant's
+        reqs = [(_chat_prompt([{"role": "user", "content": text}]), _chat_kw(kw)) for text, kw in reqs]
     outs = lm.generate_until(reqs, progress)
     flex = task.extract == "boxed"
     items: list[dict[str, Any]] = []
@@ -194,9 +197,67 @@ def run_code(task, lm, docs, pool, seed, progress):
     reqs = [(d["prompt"], {"until": task.stop, "max_gen_toks": task.max_gen_toks,
                            "temperature": task.temperature, "top_p": task.top_p, "seed": seed * 100003 + 7919 * i + s})
             for i, d in enumerate(docs) for s in range(task.n_samples)]
+    if task.chat:  # ask for the function in a fenced block; the tests run on what the reply defines
+        reqs = [(_chat_prompt([{"role": "user", "content": CODE_CHAT_INSTRUCTION + "```python\n" + text + "```"}]),
+                 _chat_kw(kw)) for text, kw in reqs]
     outs = lm.generate_until(reqs, progress)
+    if task.chat:
+        outs = [_chat_completion(o, docs[i // task.n_samples]) for i, o in enumerate(outs)]
     comps = [outs[i * task.n_samples: (i + 1) * task.n_samples] for i in range(len(docs))]
     return score_code(docs, comps, task.ks, task.timeout_s)
+
+
+# ---------------------------------------------------------------------------------- chat
+CODE_CHAT_INSTRUCTION = "Complete the following Python function. Reply with the whole function in a code block.\n"
+
+
+def _chat_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+    from olmoflow.tokenizer.chat import apply_chat_template
+
+    return apply_chat_template(messages, tools, add_generation_prompt=True)
+
+
+def _chat_kw(kw: dict[str, Any]) -> dict[str, Any]:
+    """Generation settings of a chat turn: it ends at ``<|im_end|>``; stop strings of the plain
+    format do not apply."""
+    from olmoflow.tokenizer.special import IM_END
+
+    return {**kw, "until": [], "stop_tokens": [IM_END]}
+
+
+def _chat_completion(reply: str, doc: dict[str, Any]) -> str:
+    """The completion of a HumanEval prompt from a chat reply: the reply's (last) code block, with the
+    prompt's imports and helpers before it when it redefines the function."""
+    from olmoflow.posttrain.verifiers.code import program_of
+
+    code = program_of(reply)
+    if f"def {doc['entry_point']}" in code:
+        return "\n" + code  # a full definition replaces the prompt's stub (later definitions win)
+    return code
+
+
+def run_chat(task, lm, docs, pool, seed, progress):
+    """Chat items: the conversation so far through the chat template, the model's reply scored by
+    the item's verifier (``olmoflow.posttrain.verifiers``: math answer, IF constraints, tool call,
+    ...). ``accuracy`` = share of replies scoring 1, ``score`` = mean verifier score."""
+    from olmoflow.posttrain.pairs import prompt_messages
+    from olmoflow.posttrain.verifiers import verify
+
+    kw = _chat_kw({"max_gen_toks": task.max_gen_toks, "temperature": task.temperature, "top_p": task.top_p,
+                   "seed": seed})
+    reqs = [(_chat_prompt(prompt_messages(d, d["id"]), d.get("tools")), kw) for d in docs]
+    outs = lm.generate_until(reqs, progress)
+    scores: dict[str, list[float]] = {"accuracy": [], "score": []}
+    items = []
+    for d, out in zip(docs, outs):
+        value, reason = verify(d, out)
+        if value is None:
+            raise OlmoflowError(f"chat item {d['id']}: {reason} (give it 'answer', 'constraints', 'call', ... "
+                                "or a 'verifier' name)")
+        scores["accuracy"].append(float(value >= 1.0))
+        scores["score"].append(value)
+        items.append(_with_subject({"id": d["id"], "output": out, "score": value, "reason": reason}, d))
+    return aggregate(scores, docs), items
 
 
 def run_ppl(task, lm, docs, pool, seed, progress):

@@ -35,7 +35,7 @@ from olmoflow.errors import OlmoflowError
 
 __all__ = ["Task", "get_task", "list_tasks", "register", "fewshot_examples", "LETTERS"]
 
-Kind = Literal["rc", "mc", "gen", "ppl", "code"]
+Kind = Literal["rc", "mc", "gen", "ppl", "code", "chat"]
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 Loader = Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]]
@@ -48,7 +48,8 @@ class Task:
     Docs are plain dicts, normalised by the loaders:
     rc/mc: ``id, question, choices, gold`` (+ optional ``query`` = the item's full cloze prompt);
     gen: ``id, prompt, answer``; ppl: ``id, text, source``; code: HumanEval fields
-    ``task_id, prompt, test, entry_point`` (+ ``canonical_solution``).
+    ``task_id, prompt, test, entry_point`` (+ ``canonical_solution``); chat: ``id, messages``
+    (+ ``tools``) and the fields its verifier reads (``answer``, ``constraints``, ``call``, ...).
     """
 
     name: str
@@ -68,12 +69,15 @@ class Task:
     n_samples: int = 1
     ks: list[int] = field(default_factory=lambda: [1])
     timeout_s: float = 10.0
+    #: gen/code: send the (few-shot) prompt as a user turn through the chat template and generate
+    #: the assistant's reply (``TASK:chat``); chat tasks always do
+    chat: bool = False
 
     def __post_init__(self) -> None:
         if not self.primary_metric:
             self.primary_metric = {
                 "rc": "acc_per_char", "mc": "acc_raw", "gen": "exact_match", "ppl": "bits_per_byte",
-                "code": f"pass@{self.ks[0]}",
+                "code": f"pass@{self.ks[0]}", "chat": "accuracy",
             }[self.kind]
 
     def load(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -156,7 +160,7 @@ def list_tasks() -> list[str]:
 
 
 _SHOT_RE = re.compile(r"^(\d+)shot$")
-_FILE_KINDS = ("rc", "mc", "gen", "ppl", "code")
+_FILE_KINDS = ("rc", "mc", "gen", "ppl", "code", "chat")
 
 
 def get_task(spec: str) -> Task:
@@ -199,8 +203,12 @@ def get_task(spec: str) -> Task:
                 raise OlmoflowError(f"task {head!r} is {task.kind}; ':{mod}' applies to multiple-choice tasks only")
             task = replace(task, kind=mod, name=f"{head}:{mod}", primary_metric="")
             task.__post_init__()
+        elif mod == "chat":
+            if task.kind not in ("gen", "code"):
+                raise OlmoflowError(f"task {head!r} is {task.kind}; ':chat' applies to generative tasks only")
+            task = replace(task, chat=True, name=f"{task.name}:chat")
         elif m := _SHOT_RE.match(mod):
             task = replace(task, num_shots=int(m.group(1)), name=f"{task.name}:{mod}")
         else:
-            raise OlmoflowError(f"task {spec!r}: unknown modifier {mod!r} (use rc, mc or Nshot)")
+            raise OlmoflowError(f"task {spec!r}: unknown modifier {mod!r} (use rc, mc, chat or Nshot)")
     return task

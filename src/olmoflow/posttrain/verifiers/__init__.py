@@ -55,7 +55,8 @@ class Verifier:
 
 #: name -> Verifier, in registration order (the order ``verifier_for`` tries them)
 VERIFIERS: dict[str, Verifier] = {}
-_BUILTIN = ("math", "code", "ifeval", "format")
+# registration (= matching) order: specific fields first, the generic ``answer`` (math) last
+_BUILTIN = ("tool", "overlap", "code", "ifeval", "format", "math")
 
 
 def register(name: str, requires: str | None = None) -> Callable[[ScoreFn], ScoreFn]:
