@@ -271,3 +271,16 @@ def test_tokenizer_json_is_self_contained(tok_dir):
     data = json.loads(Path(tok_dir, "tokenizer.json").read_text())
     assert data["normalizer"] is None and data["post_processor"] is None
     assert [t["content"] for t in data["added_tokens"]] == SPECIAL_TOKENS
+
+
+def test_split_digits_makes_every_digit_a_token(tmp_path):
+    import json as _json
+
+    from olmoflow.tokenizer import Tok, train_tokenizer
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(_json.dumps({"text": f"number {i * 137} and {i}"}) + "\n" for i in range(300)))
+    split = Tok.from_dir(train_tokenizer([corpus], tmp_path / "split", vocab_size=400, quiet=True, split_digits=True))
+    grouped = Tok.from_dir(train_tokenizer([corpus], tmp_path / "grouped", vocab_size=400, quiet=True))
+    assert [split.decode([i]) for i in split.encode("x 12345 y")] == ["x", " ", "1", "2", "3", "4", "5", " ", "y"]
+    assert any(len(grouped.decode([i])) > 1 and grouped.decode([i]).isdigit() for i in grouped.encode("x 12345 y"))
