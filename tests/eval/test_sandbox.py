@@ -84,14 +84,14 @@ def test_full_isolation_on_linux_as_root():
 
 
 def test_hook_disabling_via_frame_globals_changes_nothing(tmp_path, isolation):
-    needs(isolation, "mount_namespace", "own_uid")
+    needs(isolation, "mount_namespace")
     target = tmp_path / "escaped.txt"
     r = run_python(DISABLE_HOOKS + f"open({str(target)!r}, 'w').write('x')\nprint('wrote')")
     assert not r.ok and "wrote" not in r.stdout and not target.exists()
 
 
 def test_dir_fd_write_outside_is_refused(tmp_path, isolation):
-    needs(isolation, "mount_namespace", "own_uid")
+    needs(isolation, "mount_namespace")
     target = tmp_path / "dirfd.txt"
     rel = str(target).lstrip("/")
     code = (DISABLE_HOOKS + "import os\nfd = os.open('/', os.O_RDONLY)\n"
@@ -140,7 +140,8 @@ except OSError as e:
     assert no_sandbox_processes_left()
 
 
-def test_writes_outside_its_directory_do_not_reach_the_host(tmp_path):
+def test_writes_outside_its_directory_do_not_reach_the_host(tmp_path, isolation):
+    needs(isolation, "mount_namespace")
     name = f"olmoflow-sbx-escape-{os.getpid()}"
     targets = [Path("/tmp") / name, Path.home() / name, REPO / name, tmp_path / name]
     via = [Path("/proc/1/root/tmp") / name, Path("/proc/self/cwd/../../tmp") / name, Path("/../tmp") / name]
@@ -154,6 +155,7 @@ def test_writes_outside_its_directory_do_not_reach_the_host(tmp_path):
 
 
 def test_network_to_localhost_gets_no_connection(isolation):
+    needs(isolation, "net_namespace")
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
@@ -177,6 +179,31 @@ def test_network_to_localhost_gets_no_connection(isolation):
         assert not r.ok and "connected" not in r.stdout and not hits, (r, hits)
     finally:
         srv.close()
+
+
+def test_chroot_escape_through_a_nested_user_namespace_is_refused(isolation):
+    """With CAP_SYS_CHROOT in a user namespace of its own, a chrooted program could climb out of
+    its root; the kernel refuses such a namespace to a chrooted process."""
+    needs(isolation, "mount_namespace")
+    marker = Path("/tmp") / f"olmoflow-sbx-userns-escape-{os.getpid()}"
+    code = f"""
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+uid, gid = os.getuid(), os.getgid()
+if libc.unshare(0x10000000) != 0:
+    raise SystemExit("no user namespace: errno %d" % ctypes.get_errno())
+for n, t in (("setgroups", "deny"), ("uid_map", f"0 {{uid}} 1"), ("gid_map", f"0 {{gid}} 1")):
+    open("/proc/self/" + n, "w").write(t)
+os.makedirs("x", exist_ok=True)
+os.chroot("x")
+for _ in range(64):
+    os.chdir("..")
+os.chroot(".")
+open({str(marker)!r}, "w").write("x")
+print("escaped")
+"""
+    r = run_python(code)
+    assert not r.ok and "escaped" not in r.stdout and not marker.exists(), r
 
 
 def test_infinite_loop_and_sleep_are_stopped():

@@ -75,7 +75,9 @@ _UID_SPAN = 1 << 16
 _LOCK_DIR = Path(tempfile.gettempdir()) / "olmoflow-sandbox-uids"
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
-# The best-effort hook, used only when the OS could not confine writes or the network.
+# The best-effort hook, used only when the OS could not confine writes (no mount namespace:
+# the program does not run in /sandbox) — not a security boundary. Without a PID namespace and
+# uid of its own a program could signal every process of the caller, hence os.kill and friends.
 _HOOK = r'''
 import os as _os, sys as _sys
 _ROOT = _os.path.realpath(_os.getcwd())
@@ -83,7 +85,9 @@ _W = _os.O_WRONLY | _os.O_RDWR | _os.O_CREAT | _os.O_APPEND | _os.O_TRUNC
 _PATHS = {"os.remove", "os.rename", "os.mkdir", "os.rmdir", "os.chmod", "os.chown", "os.symlink",
           "os.link", "os.truncate", "os.utime", "shutil.rmtree", "shutil.copyfile", "shutil.move"}
 _DENY = {"socket.__new__", "socket.connect", "socket.bind", "socket.getaddrinfo", "socket.sendto",
-         "ctypes.dlopen", "sys.addaudithook"}
+         "ctypes.dlopen", "ctypes.dlsym", "sys.addaudithook", "os.kill", "os.killpg", "os.fork",
+         "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen",
+         "_posixsubprocess.fork_exec", "pty.spawn"}
 def _inside(p, _rp=_os.path.realpath, _fs=_os.fspath):
     try:
         p = _fs(p)
@@ -109,7 +113,10 @@ del _hook
 '''
 
 _MAIN = r'''
-import sys
+import os, sys
+if os.getcwd() != "/sandbox":  # no mount namespace: only the best-effort hook guards writes
+    exec(_HOOK)
+del _HOOK
 sys.argv = ["solution.py"]
 _g = {"__name__": "__main__", "__file__": "solution.py", "__builtins__": __builtins__}
 exec(compile(open("solution.py", encoding="utf-8").read(), "solution.py", "exec"), _g)
@@ -127,6 +134,7 @@ NS, PID, NET, IPC, UTS, USER = 0x20000, 0x20000000, 0x40000000, 0x08000000, 0x04
 RDONLY, NOSUID, NODEV, NOEXEC, REMOUNT, BIND, REC, PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
 iso = ["rlimits"]
 root = os.geteuid() == 0
+uid0, gid0 = os.getuid(), os.getgid()
 
 def report(**kw):
     os.write(status_fd, (json.dumps(dict(kw, isolation=iso)) + "\n").encode())
@@ -136,8 +144,15 @@ def mount(src, dst, fstype, flags, data=None):
         e = ctypes.get_errno()
         raise OSError(e, f"mount {src} on {dst}: {os.strerror(e)}")
 
+userns = False  # unprivileged: namespaces inside a user namespace, no other uid to drop to
 if root and libc.unshare(NS | PID | NET | IPC | UTS) == 0:
     iso += ["pid_namespace", "net_namespace", "mount_namespace"]
+elif libc.unshare(USER | NS | PID | NET | IPC | UTS) == 0:
+    iso += ["pid_namespace", "net_namespace", "mount_namespace"]
+    userns = True
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid0} {uid0} 1"), ("gid_map", f"{gid0} {gid0} 1")):  # ourselves, so files can be made
+        with open("/proc/self/" + name, "w") as f:
+            f.write(text)
 elif libc.unshare(USER | PID | NET) == 0:
     iso += ["pid_namespace", "net_namespace"]
 
@@ -148,7 +163,9 @@ def bind_ro(new, src):
         return
     os.makedirs(dst, exist_ok=True)
     mount(src, dst, None, BIND | REC)
-    mount(None, dst, None, BIND | REMOUNT | RDONLY | NOSUID | NODEV)
+    st = os.statvfs(src).f_flag  # flags a user namespace may not drop (noexec, atime) are kept
+    keep = [(8, NOEXEC), (1024, 1024), (2048, 2048), (4096, 1 << 21)]
+    mount(None, dst, None, BIND | REMOUNT | RDONLY | NOSUID | NODEV | sum(m for f, m in keep if st & f))
 
 def build_root():
     new, uid = cfg["root"], cfg["uid"]
@@ -162,14 +179,18 @@ def build_root():
         open(new + "/dev/" + d, "w").close()
         mount("/dev/" + d, new + "/dev/" + d, None, BIND)
     os.makedirs(new + "/proc")
-    mount("proc", new + "/proc", "proc", NOSUID | NODEV | NOEXEC)
+    try:
+        mount("proc", new + "/proc", "proc", NOSUID | NODEV | NOEXEC)
+    except OSError:  # a container masking parts of /proc refuses a new one: go without
+        pass
     os.makedirs(new + "/sandbox")
-    mount("tmpfs", new + "/sandbox", "tmpfs", NOSUID | NODEV,
-          f"size={cfg['disk_mb']}m,nr_inodes=4096,mode=700,uid={uid},gid={uid}")
+    owner = "" if userns else f",uid={uid},gid={uid}"
+    mount("tmpfs", new + "/sandbox", "tmpfs", NOSUID | NODEV, f"size={cfg['disk_mb']}m,nr_inodes=4096,mode=700{owner}")
     for name, path in cfg["files"].items():
         with open(path, "rb") as f, open(new + "/sandbox/" + name, "wb") as g:
             g.write(f.read())
-        os.chown(new + "/sandbox/" + name, uid, uid)
+        if not userns:
+            os.chown(new + "/sandbox/" + name, uid, uid)
     os.symlink("/sandbox", new + "/tmp")
     mount(None, new, None, BIND | REMOUNT | RDONLY | NOSUID | NODEV)
     os.chroot(new)
@@ -188,13 +209,16 @@ def run_program():
         os.setgroups([])
         os.setgid(cfg["uid"])
         os.setuid(cfg["uid"])
-    os.execve(cfg["python"], [cfg["python"], "-I", "-B", "main.py"], cfg["env"])
+    home = "/sandbox" if "mount_namespace" in iso else cfg["workdir"]
+    env = dict(cfg["env"], HOME=home, TMPDIR=home)
+    os.execve(cfg["python"], [cfg["python"], "-I", "-B", "main.py"], env)
 
 def init():
     libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the launcher
     if "mount_namespace" in iso:
         build_root()
-        iso.append("own_uid")
+        if not userns:
+            iso.append("own_uid")
     else:
         os.chdir(cfg["workdir"])
     child = os.fork()
@@ -330,11 +354,10 @@ class SandboxProcess:
         self._uid = _UidLock()
         self._buf = b""
         self.deadline = time.monotonic() + timeout_s
-        full = os.geteuid() == 0 and sys.platform.startswith("linux")
         work = self._tmp / "work"
         work.mkdir()
         (self._tmp / "root").mkdir()
-        files = {"solution.py": code, "main.py": ("" if full else _HOOK) + _MAIN}
+        files = {"solution.py": code, "main.py": f"_HOOK = {_HOOK!r}\n{_MAIN}"}
         for name, text in files.items():
             (work / name).write_text(text, encoding="utf-8")
         status_r, status_w = os.pipe()
@@ -355,8 +378,7 @@ class SandboxProcess:
                "workdir": str(work), "uid": self._uid.uid, "disk_mb": disk_mb, "timeout_s": timeout_s,
                "files": {n: str(work / n) for n in files}, "ro_binds": list(_ro_binds()),
                "python": os.path.realpath(sys.executable), "limits": limits,
-               "env": {"PATH": "/usr/bin:/bin", "HOME": "/sandbox" if full else str(work),
-                       "TMPDIR": "/sandbox" if full else str(work), "LANG": "C.UTF-8"}}
+               "env": {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}}
         self._out = open(self._tmp / "out", "wb")
         self._err = open(self._tmp / "err", "wb")
         self.t0 = time.perf_counter()
