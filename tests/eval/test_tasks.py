@@ -87,8 +87,9 @@ def test_humaneval_task_runs_end_to_end_through_engine_and_sandbox(hf_model):
     from olmoflow.eval.evaluator import evaluate
 
     res = evaluate(hf_model, ["humaneval_greedy"], limit=2, quiet=True)["tasks"]["humaneval_greedy"]
-    assert res["n_items"] == 2 and 0.0 <= res["metrics"]["pass@1"] <= 1.0
+    # a random tiny model writes no working code: every completion runs in the sandbox and fails
     assert all(len(it["completions"]) == 1 and it["reasons"][0] != "ok" for it in res["items"])
+    assert res["n_items"] == 2 and res["metrics"]["pass@1"] == 0.0
 
 
 def test_local_gen_file_with_cot_shots(tmp_path):
@@ -114,7 +115,7 @@ def test_gsm8k_and_math_generate_end_to_end(hf_model):
     for name in ("gsm8k", "minerva_math_500"):
         item = res[name]["items"][0]
         assert isinstance(item["output"], str) and "Question:" not in item["output"]
-        assert res[name]["metrics"]["exact_match"] in (0.0, 1.0)
+        assert res[name]["metrics"]["exact_match"] == float(item["correct"])  # the one item's score
 
 
 @needs_olmo_eval

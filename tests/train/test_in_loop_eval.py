@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from train_testlib import tiny_config
 
 from olmoflow.data.tokenize import tokenize
+from olmoflow.eval.evaluator import evaluate
 from olmoflow.eval.toy import TOY_TEXTS, make_toy_tokenizer
 from olmoflow.train import TrainConfig, pretrain
 
@@ -35,7 +37,13 @@ def test_in_loop_eval_every_n_steps(tmp_path):
     metrics = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     logged = [m for m in metrics if "eval" in m]
     assert [m["step"] for m in logged] == [2, 4]
-    assert 0.0 <= logged[0]["eval"]["arith_rc"] <= 1.0 and logged[0]["eval"]["ppl:docs.jsonl"] > 0
+    # the step-4 scores are what `olmoflow eval` gives for the final weights with the same options
+    offline = evaluate(tmp_path / "run" / "final", ["arith_rc"], limit=4, ppl_data=[str(docs)], tokenizer=str(tok),
+                       quiet=True)["tasks"]
+    assert logged[1]["eval"]["arith_rc"] == pytest.approx(offline["arith_rc"]["metrics"]["acc_per_char"], abs=1e-9)
+    assert logged[1]["eval"]["ppl:docs.jsonl"] == pytest.approx(
+        offline["ppl:docs.jsonl"]["metrics"]["bits_per_byte"], rel=1e-5)
+    assert logged[0]["eval"] != logged[1]["eval"]  # two evaluations of different weights, not one logged twice
 
 
 def test_resume_rewinds_eval_log_to_the_checkpoint(tmp_path):
