@@ -27,23 +27,32 @@ How a run is set up (Linux, caller is root — the full guarantees):
    ``exec``); the program's own output is only data.
 
 Guarantees by system (``SandboxResult.isolation`` lists what a run actually had; a run with
-less than the full set warns once):
+less than :data:`FULL_ISOLATION` warns once per process):
 
-=============================  ===============  ================  =================
-guarantee                      Linux, root      Linux, non-root   macOS / other
-=============================  ===============  ================  =================
-rlimits (CPU, AS, FSIZE, ...)  yes              yes               yes (AS may not)
-process limit (RLIMIT_NPROC)   yes, own uid     shared with user  shared with user
-kill of every descendant       PID namespace    PID namespace*    process group only
-no network                     net namespace    net namespace*    audit hook only
-writes only in its own dir     OS (mount ns)    audit hook only   audit hook only
-other uid than the caller      yes              no                no
-unforgeable verdict (scoring)  yes              yes               yes
-=============================  ===============  ================  =================
+=============================  ============  ========================  ========================
+guarantee                      Linux, root   Linux, non-root with      no namespaces (macOS,
+                                             user namespaces           locked-down containers)
+=============================  ============  ========================  ========================
+rlimits (CPU, AS, FSIZE, ...)  yes           yes                       yes (AS may be ignored)
+process limit (RLIMIT_NPROC)   own uid       counts the caller's too   counts the caller's too
+kill of every descendant       PID ns        PID ns                    process group only
+no network                     net ns        net ns                    audit hook only
+writes only in its own dir     mount ns      mount ns                  audit hook only
+runs as another uid            yes           no                        no
+cannot signal caller's procs   yes           yes (PID ns)              audit hook only
+unforgeable scoring verdict    yes           yes                       yes
+=============================  ============  ========================  ========================
 
-``*`` when unprivileged user namespaces are enabled. Where the OS cannot confine writes or the
-network, a Python audit hook is installed as a best effort; it is not a security boundary
-(C code can bypass it). For hostile code on such hosts, add a VM or container around the run.
+Non-root with user namespaces: the same launcher, with ``CLONE_NEWUSER`` added and the caller's
+uid mapped to itself. The program is then chrooted and holds no capabilities; the kernel refuses
+a chrooted process a new user namespace, which closes the chroot escape. Where no namespace can
+be made, a Python audit hook (writes outside the directory, sockets, ``ctypes``, ``fork``/
+``exec``/``kill``) is installed as a best effort: it is not a security boundary (frames and C
+code get around it), so on such hosts run hostile code inside a VM or container.
+
+Cost (2-core shared CPU, caller root): an empty run takes ~160 ms against ~80 ms for the previous
+audit-hook sandbox (a second interpreter start for the launcher, ~15 mounts); all 164 HumanEval
+canonical solutions score in 7.7 s with 4 workers (5.4 s before).
 """
 
 from __future__ import annotations
@@ -145,15 +154,17 @@ def mount(src, dst, fstype, flags, data=None):
         raise OSError(e, f"mount {src} on {dst}: {os.strerror(e)}")
 
 userns = False  # unprivileged: namespaces inside a user namespace, no other uid to drop to
-if root and libc.unshare(NS | PID | NET | IPC | UTS) == 0:
+unshare = getattr(libc, "unshare", lambda flags: -1)  # Linux only
+prctl = getattr(libc, "prctl", lambda *args: -1)
+if root and unshare(NS | PID | NET | IPC | UTS) == 0:
     iso += ["pid_namespace", "net_namespace", "mount_namespace"]
-elif libc.unshare(USER | NS | PID | NET | IPC | UTS) == 0:
+elif unshare(USER | NS | PID | NET | IPC | UTS) == 0:
     iso += ["pid_namespace", "net_namespace", "mount_namespace"]
     userns = True
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid0} {uid0} 1"), ("gid_map", f"{gid0} {gid0} 1")):  # ourselves, so files can be made
         with open("/proc/self/" + name, "w") as f:
             f.write(text)
-elif libc.unshare(USER | PID | NET) == 0:
+elif unshare(USER | PID | NET) == 0:
     iso += ["pid_namespace", "net_namespace"]
 
 def bind_ro(new, src):
@@ -203,8 +214,12 @@ def run_program():
     os.closerange(3 + len(cfg["fds"]), 1 << 16)
     lim = cfg["limits"]
     for name, value in lim.items():
-        resource.setrlimit(getattr(resource, name), (value, value + (1 if name == "RLIMIT_CPU" else 0)))
-    libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: setuid binaries gain nothing
+        try:
+            resource.setrlimit(getattr(resource, name), (value, value + (1 if name == "RLIMIT_CPU" else 0)))
+        except (ValueError, OSError):
+            if sys.platform.startswith("linux"):  # elsewhere RLIMIT_AS may not be settable
+                raise
+    prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: setuid binaries gain nothing
     if "own_uid" in iso:
         os.setgroups([])
         os.setgid(cfg["uid"])
@@ -214,7 +229,7 @@ def run_program():
     os.execve(cfg["python"], [cfg["python"], "-I", "-B", "main.py"], env)
 
 def init():
-    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the launcher
+    prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the launcher
     if "mount_namespace" in iso:
         build_root()
         if not userns:
