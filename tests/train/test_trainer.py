@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from train_testlib import learnable_docs, random_docs, tiny_config, write_token_dataset
+from train_testlib import TINY_MODEL, learnable_docs, random_docs, tiny_config, write_token_dataset
 
 from olmoflow.cli import main as olmoflow_main
-from olmoflow.model import load
+from olmoflow.model import ModelConfig, Olmo, load
 from olmoflow.train import TrainConfig, pretrain
 from olmoflow.train.metrics import read_metrics
 
@@ -73,9 +73,7 @@ def test_loss_goes_down_on_learnable_corpus(tmp_path):
 def test_init_from_applies_overrides_that_keep_the_weights_shapes(tmp_path):
     """A long-context / midtraining run starts from a checkpoint and changes its context length and
     RoPE (YaRN): those overrides apply; shape-changing ones that disagree are one-line errors."""
-    from train_testlib import TINY_MODEL
-
-    from olmoflow.model import ModelConfig, Olmo, save
+    from olmoflow.model import save
     from olmoflow.train import distributed as D
     from olmoflow.train.trainer import Trainer, plan
 
@@ -214,7 +212,10 @@ def test_dry_run_prints_plan_without_training(tmp_path, capsys):
     rc = olmoflow_main(["pretrain", "--config", str(cfg), "--dry-run", "--json", "global_batch_tokens=256"])
     plan = json.loads(capsys.readouterr().out)
     assert rc == 0 and plan["accum_steps"] == 4 and plan["steps"] == 6 and plan["total_tokens"] == 6 * 256
-    assert plan["parameters"] > 0 and plan["memory_per_gpu_bf16"]["total_gib"] > 0
+    assert plan["parameters"] == sum(p.numel() for p in Olmo(ModelConfig(**TINY_MODEL)).parameters())
+    mem = plan["memory_per_gpu_bf16"]  # fp32 weights + grads + 2 AdamW moments: 16 bytes a parameter
+    assert mem["params_grads_optimizer_gib"] == pytest.approx(16 * plan["parameters"] / 1024**3)
+    assert mem["total_gib"] == pytest.approx(mem["params_grads_optimizer_gib"] + mem["activations_gib"] + mem["logits_gib"])
     assert not (tmp_path / "run").exists()
     # a mixture naming a source the data does not have: data not ready (as training would say)
     rc = olmoflow_main(["pretrain", "--config", str(cfg), "--dry-run", "data.mixture={books: 1.0}"])
