@@ -90,7 +90,7 @@ class GRPOConfig(TrainConfig):
     measure_kl: bool = True
     seq_len: int = Field(256, gt=1)
     micro_batch: int = Field(8, gt=0)
-    global_batch_tokens: int = 0  # derived: prompts_per_step × group_size / updates_per_rollout × seq_len
+    global_batch_tokens: int = 0  # derived: prompts_per_step × group_size / updates_per_rollout (whole micro batches) × seq_len
     schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(name="constant"))
     optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(lr=1e-6, weight_decay=0.0, z_loss=0.0))
     spike_skip: bool = False
@@ -104,8 +104,12 @@ class GRPOConfig(TrainConfig):
             per = data.get("prompts_per_step", f["prompts_per_step"].default)
             upd = data.get("updates_per_rollout", f["updates_per_rollout"].default)
             seq = data.get("seq_len", f["seq_len"].default)
-            if all(isinstance(x, int) for x in (group, per, upd, seq)) and upd > 0:
-                data = {**data, "global_batch_tokens": max(1, per * group // upd) * seq}
+            micro = data.get("micro_batch", f["micro_batch"].default)
+            if all(isinstance(x, int) for x in (group, per, upd, seq, micro)) and upd > 0 and micro > 0:
+                # sequences per update, rounded up to whole micro batches (the loop's batch plan checks
+                # divisibility; the real micro batches are whatever a rollout holds)
+                seqs = -(-max(1, per * group // upd) // micro) * micro
+                data = {**data, "global_batch_tokens": seqs * seq}
         return data
 
     @model_validator(mode="after")
@@ -247,7 +251,10 @@ class GRPOObjective(Objective):
         self.verifiers = []
         for rec in self.prompts + self.heldout:
             if rec.get("verifier"):
-                v = get_verifier(str(rec["verifier"]))
+                try:
+                    v = get_verifier(str(rec["verifier"]))
+                except OlmoflowError as e:
+                    raise OlmoflowError(f"{rec['_where']}: {e}") from None
             else:
                 v = verifier_for(rec)
             if v is None and (cfg.reward == "verifier" or rec in self.heldout):
