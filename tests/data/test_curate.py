@@ -45,7 +45,9 @@ def test_near_duplicates_removed_but_dissimilar_kept(planted_run):
     assert "near-a" in kept and "near-b" not in kept
     assert removed["near-b"]["removed_by"] == "minhash_dedup"
     assert "far-a" in kept and "far-b" in kept
-    assert stats["histograms"]["minhash_cluster_sizes"]["2"] >= 1
+    # the one planted pair and no spurious cluster (e.g. of the documents sharing boilerplate): the 45
+    # documents that reach MinHash (48 less exact-b and the two eval leaks) are 43 singletons and one pair
+    assert stats["histograms"]["minhash_cluster_sizes"] == {"1": 43, "2": 1}
     assert (out / "dedup_cluster_sizes.png").stat().st_size > 1000
 
 
