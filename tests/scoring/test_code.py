@@ -51,3 +51,14 @@ def test_scoring_imports_neither_torch_nor_the_eval_harness():
             "and m not in ('olmoflow.eval', 'olmoflow.eval.sandbox'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_program_that_stops_reading_cannot_block_the_caller():
+    program = "import time\ndef f(x):\n    return 1\ntime.sleep(60)\n"  # never serves a call
+    r = check_function(program, "f", "def check(c):\n    c('x' * 10_000_000)\n", timeout_s=2.0)
+    assert not r.passed and r.reason == "timeout" and r.sandbox.wall_s < 6
+
+
+def test_a_passing_program_ends_cleanly_once_the_tests_are_done():
+    r = check_function(ADD, "f", "def check(c):\n    assert c(2, 2) == 4\n")
+    assert r.passed and r.sandbox.ok and r.sandbox.returncode == 0, r

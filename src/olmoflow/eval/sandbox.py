@@ -80,7 +80,7 @@ __all__ = ["SandboxResult", "SandboxProcess", "run_python", "start_python", "FUL
 
 FULL_ISOLATION = ("pid_namespace", "net_namespace", "mount_namespace", "own_uid", "rlimits")
 _UID_BASE = 0x10000000  # far above any real account; one uid (and gid) per concurrent run
-_UID_SPAN = 1 << 16
+_UID_SPAN = 4096  # lock files in _LOCK_DIR: at most this many, reused
 _LOCK_DIR = Path(tempfile.gettempdir()) / "olmoflow-sandbox-uids"
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
@@ -310,7 +310,7 @@ class _UidLock:
         _LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
         for _ in range(64):
             uid = _UID_BASE + random.randrange(_UID_SPAN)
-            fd = os.open(_LOCK_DIR / str(uid), os.O_CREAT | os.O_RDWR, 0o600)
+            fd = os.open(_LOCK_DIR / str(uid), os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -365,8 +365,8 @@ class SandboxProcess:
         self.timeout_s = timeout_s
         self.cpu_s = float(cpu_s if cpu_s is not None else timeout_s)
         self._cap = max_output_mb * 1024 * 1024
-        self._tmp = Path(tempfile.mkdtemp(prefix="olmoflow-sbx-"))  # 0700, the caller's only
         self._uid = _UidLock()
+        self._tmp = Path(tempfile.mkdtemp(prefix="olmoflow-sbx-"))  # 0700, the caller's only
         self._buf = b""
         self.deadline = time.monotonic() + timeout_s
         work = self._tmp / "work"
@@ -382,6 +382,7 @@ class SandboxProcess:
         self._to_child = self._from_child = -1
         if channel:
             req_r, self._to_child = os.pipe()
+            os.set_blocking(self._to_child, False)  # a program that stops reading cannot block us
             self._from_child, resp_w = os.pipe()
             child_fds = [req_r, resp_w]
             keep += child_fds
@@ -402,6 +403,11 @@ class SandboxProcess:
                 [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps(cfg)],
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                 stdout=self._out, stderr=self._err, pass_fds=keep, start_new_session=True)
+        except BaseException:
+            self._out.close()
+            self._err.close()
+            self._cleanup()
+            raise
         finally:
             for fd in keep:
                 os.close(fd)
@@ -419,20 +425,32 @@ class SandboxProcess:
         except (BrokenPipeError, OSError):
             pass
 
+    def _ready(self, fd: int, event: int) -> bool:
+        """Wait until ``fd`` is ready (poll: any fd number) or the deadline passes."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            return False
+        poller = select.poll()
+        poller.register(fd, event)
+        return bool(poller.poll(left * 1000))
+
     def send(self, data: bytes) -> bool:
-        """Write to the program's fd 3; False when it no longer reads."""
+        """Write to the program's fd 3; False when it no longer reads (or not before the deadline)."""
+        view = memoryview(data)
         try:
-            os.write(self._to_child, data)
+            while view:
+                if not self._ready(self._to_child, select.POLLOUT):
+                    return False
+                view = view[os.write(self._to_child, view):]
             return True
-        except (BrokenPipeError, OSError):
+        except OSError:  # BrokenPipeError: it closed its end
             return False
 
     def recv_line(self, max_bytes: int = 64 * 1024 * 1024) -> bytes | None:
         """The next line the program writes on fd 4, or None at EOF, past the deadline or past
         ``max_bytes``."""
         while b"\n" not in self._buf:
-            left = self.deadline - time.monotonic()
-            if left <= 0 or len(self._buf) > max_bytes or not select.select([self._from_child], [], [], left)[0]:
+            if len(self._buf) > max_bytes or not self._ready(self._from_child, select.POLLIN):
                 return None
             chunk = os.read(self._from_child, 1 << 16)
             if not chunk:
@@ -441,18 +459,20 @@ class SandboxProcess:
         line, _, self._buf = self._buf.partition(b"\n")
         return line
 
-    def finish(self, kill: bool = False) -> SandboxResult:
-        """Wait for the program (or kill it now: ``kill``, reason ``killed``), clean up, report."""
-        asked = kill
+    def finish(self, grace_s: float | None = None) -> SandboxResult:
+        """Close the channel, wait for the program, clean up, report the outcome.
+
+        ``grace_s``: the caller is done with the program; it gets that long to exit (a server
+        sees EOF on fd 3) before it is killed (reason ``killed``). Otherwise it may run to its
+        deadline (reason ``timeout`` beyond it)."""
+        asked, kill = grace_s is not None, False
         try:
-            for fd in (self._to_child, self._from_child):
-                if fd >= 0:
-                    os.close(fd)
-            if not kill:
-                try:
-                    self._proc.wait(timeout=max(0.0, self.deadline - time.monotonic()) + 5.0)
-                except subprocess.TimeoutExpired:
-                    kill = True
+            self._close("_to_child", "_from_child")
+            left = max(0.0, self.deadline - time.monotonic())
+            try:
+                self._proc.wait(timeout=min(grace_s, left) if asked else left + 5.0)
+            except subprocess.TimeoutExpired:
+                kill = True
             if kill:  # init dies with the launcher, and every process in the namespace with init
                 try:
                     os.killpg(self._proc.pid, signal.SIGKILL)
@@ -480,9 +500,20 @@ class SandboxProcess:
             return SandboxResult(ok=reason == "ok", returncode=rc, stdout=stdout, stderr=stderr,
                                  reason=reason, wall_s=wall, isolation=iso)
         finally:
-            os.close(self._status)
-            self._uid.release()
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._cleanup()
+
+    def _close(self, *names: str) -> None:
+        """Close these fds once (-1 afterwards: a number reused by another thread is never closed)."""
+        for name in names:
+            fd = getattr(self, name)
+            if fd >= 0:
+                setattr(self, name, -1)
+                os.close(fd)
+
+    def _cleanup(self) -> None:
+        self._close("_status", "_to_child", "_from_child")
+        self._uid.release()
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 def start_python(

@@ -158,7 +158,7 @@ def check_function(
         reason, detail = "error", _first_line(e)
     except Exception as e:  # noqa: BLE001 - any other failure of the tests fails the sample
         reason, detail = "failed", _first_line(e)
-    sandbox = proc.finish(kill=reason != "gone")
+    sandbox = proc.finish(grace_s=None if reason == "gone" else 0.5)  # done with it: EOF, then kill
     if reason == "gone":
         reason = "early_exit" if sandbox.reason in ("ok", "killed") else sandbox.reason
         detail = (sandbox.stderr.strip().splitlines() or [""])[-1][:500]
