@@ -21,6 +21,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "apply_overrides",
+    "config_from_args",
     "config_hash",
     "load_config",
     "parse_overrides",
@@ -227,6 +228,14 @@ def load_config(
     data.update({k: v for k, v in (flags or {}).items() if v is not None})
     data = apply_overrides(data, overrides or [])
     return validate(cls, data, source)
+
+
+def config_from_args(cls: type[C], args: Any, overrides: list[str] | None = None) -> C:
+    """A command's typed config: ``args.config`` (a YAML file, if the command has ``--config``), then
+    every argparse flag named like a field of ``cls`` that was given (not None), then ``overrides``.
+    Give flags ``default=None`` so the config class, not argparse, holds the defaults."""
+    flags = {k: getattr(args, k) for k in cls.model_fields if hasattr(args, k)}
+    return load_config(cls, getattr(args, "config", None), overrides, flags=flags)
 
 
 def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from olmoflow.config import load_config
+from olmoflow.config import config_from_args
 from olmoflow.errors import OlmoflowError
 from olmoflow.eval.options import EvalOptions
 
@@ -61,8 +61,7 @@ def main(argv: list[str]) -> int:
 
         print("\n".join(list_tasks()))
         return 0
-    flags = {k: getattr(args, k) for k in EvalCommandConfig.model_fields if hasattr(args, k)}
-    cfg = load_config(EvalCommandConfig, args.config, args.overrides, flags=flags)
+    cfg = config_from_args(EvalCommandConfig, args, args.overrides)
     if not cfg.model and not cfg.checkpoints:
         raise OlmoflowError("give --model PATH or --checkpoints RUN_DIR (or --list-tasks)")
     if cfg.model and cfg.checkpoints:
