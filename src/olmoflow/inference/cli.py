@@ -1,4 +1,7 @@
-"""``olmoflow generate``: stream a model's continuation of a prompt (or a chat reply) to the terminal."""
+"""``olmoflow generate``: stream a model's continuation of a prompt (or a chat reply) to the terminal.
+
+Flags, ``--config FILE`` (YAML) and ``key=value`` overrides fill one :class:`GenerateConfig`.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +9,59 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 import torch
+from pydantic import Field
 
+from olmoflow.config import Config, config_from_args
 from olmoflow.errors import OlmoflowError
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+class GenerateConfig(Config):
+    """``olmoflow generate``: what to load, the prompt, and the sampling settings."""
+
+    #: native checkpoint dir or HF export dir
+    model: str
+    #: prompt text (the user message with ``chat``)
+    prompt: str
+    #: apply the chat template and stop at the end of the turn
+    chat: bool = False
+    #: tokenizer dir (None: the model dir, which must hold tokenizer.json)
+    tokenizer: str | None = None
+    max_new_tokens: int = Field(128, ge=1)
+    #: 0 = greedy
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    seed: int = 0
+    stop: list[str] = Field(default_factory=list)
+    #: cpu / cuda (None: cuda when available)
+    device: str | None = None
+    #: cast the weights (None: as stored)
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="olmoflow generate", description="Generate text from a model, streaming tokens.")
-    p.add_argument("--model", required=True, help="native checkpoint dir or HF export dir")
-    p.add_argument("--prompt", required=True, help="prompt text (the user message with --chat)")
-    p.add_argument("--chat", action="store_true", help="apply the chat template and stop at the end of the turn")
+    p.add_argument("--config", help="YAML with any GenerateConfig field (flags and key=value overrides win)")
+    p.add_argument("--model", help="native checkpoint dir or HF export dir")
+    p.add_argument("--prompt", help="prompt text (the user message with --chat)")
+    p.add_argument("--chat", action="store_true", default=None,
+                   help="apply the chat template and stop at the end of the turn")
     p.add_argument("--tokenizer", help="tokenizer dir (default: the model dir, which must hold tokenizer.json)")
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    p.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
-    p.add_argument("--dtype", choices=list(_DTYPES), default=None, help="cast the weights (default: as stored)")
+    p.add_argument("--max-new-tokens", type=int, help="default 128")
+    p.add_argument("--temperature", type=float, help="0 = greedy (default)")
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--stop", action="append", help="stop string (repeatable)")
+    p.add_argument("--device", help="cpu / cuda (default: cuda when available)")
+    p.add_argument("--dtype", choices=list(_DTYPES), help="cast the weights (default: as stored)")
     p.add_argument("--quiet", action="store_true", help="do not print the summary line on stderr")
+    p.add_argument("overrides", nargs="*", help="key=value overrides (e.g. temperature=0.8)")
     return p
 
 
@@ -58,31 +91,32 @@ def _check_device(device: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_intermixed_args(argv)
+    cfg = config_from_args(GenerateConfig, args, args.overrides)
     from olmoflow.inference.engine import Engine, GenerationRequest
     from olmoflow.model import load
     from olmoflow.model.io import stored_dtype
     from olmoflow.tokenizer import Tok, apply_chat_template
 
-    tok = Tok.from_dir(find_tokenizer_dir(args.model, args.tokenizer))
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tok = Tok.from_dir(find_tokenizer_dir(cfg.model, cfg.tokenizer))
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     _check_device(device)
-    model = load(args.model, device=device, dtype=_DTYPES[args.dtype] if args.dtype else stored_dtype(args.model))
+    model = load(cfg.model, device=device, dtype=_DTYPES[cfg.dtype] if cfg.dtype else stored_dtype(cfg.model))
     if tok.vocab_size > model.cfg.vocab_size:
         raise OlmoflowError(
             f"tokenizer has {tok.vocab_size} tokens but the model's vocab_size is {model.cfg.vocab_size}"
         )
-    if args.chat:
-        text = apply_chat_template([{"role": "user", "content": args.prompt}], add_generation_prompt=True)
+    if cfg.chat:
+        text = apply_chat_template([{"role": "user", "content": cfg.prompt}], add_generation_prompt=True)
         stop_ids = tok.stop_ids
     else:
-        text, stop_ids = args.prompt, [tok.eos_id]
+        text, stop_ids = cfg.prompt, [tok.eos_id]
     prompt = tok.encode(text)
     if not prompt:
         raise OlmoflowError("the prompt is empty")
     req = GenerationRequest(
-        prompt=prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-        top_k=args.top_k, stop_token_ids=stop_ids, stop_strings=args.stop, seed=args.seed,
+        prompt=prompt, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+        top_k=cfg.top_k, stop_token_ids=stop_ids, stop_strings=cfg.stop, seed=cfg.seed,
     )
 
     def on_token(_i: int, _tok: int, delta: str) -> None:
