@@ -54,3 +54,32 @@ def test_run_without_a_flow_names_only_the_flow_as_required(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "required: flow" in err and "overrides" not in err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["tokenize", "--input", "x.jsonl", "--tokenizer", "t", "--output", "o", "wokers=3"],
+     "key 'wokers': unknown key (did you mean 'workers'?)"),
+    (["mix", "--input", "a=x", "--output", "o"], "give exactly one of 'ratios' (--ratios) or 'tokens'"),
+    (["data", "curate", "--input", "x.jsonl"], "key 'output': Field required"),
+    (["eval", "--model", "m", "--tasks", "arith_rc", "limt=3"], "key 'limt': unknown key (did you mean 'limit'?)"),
+    (["generate", "--model", "m", "--prompt", "hi", "temperature=-1"], "key 'temperature'"),
+])
+def test_data_eval_generate_configs_fail_before_any_work_naming_the_key(argv, needle, capsys):
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1, err
+
+
+def test_command_config_file_is_overridden_by_flags_then_key_values(tmp_path):
+    """``--config`` YAML < flags given on the command line < ``key=value`` overrides."""
+    import argparse
+
+    from olmoflow.config import config_from_args
+    from olmoflow.data.cli import TokenizeCommand
+
+    cfg_file = tmp_path / "tok.yaml"
+    cfg_file.write_text("input: [a.jsonl]\ntokenizer: tok\noutput: out\nworkers: 4\nbatch_size: 64\n")
+    args = argparse.Namespace(config=str(cfg_file), input=None, tokenizer=None, output="flag-out", workers=None,
+                              batch_size=None)
+    cfg = config_from_args(TokenizeCommand, args, ["batch_size=128"])
+    assert (cfg.input, cfg.output, cfg.workers, cfg.batch_size) == (["a.jsonl"], "flag-out", 4, 128)

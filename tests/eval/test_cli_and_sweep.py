@@ -159,3 +159,28 @@ def test_sweep_plot_is_labelled_and_titled_by_run_name_not_path(toy_tok, tmp_pat
     ax = fig.axes[0]
     assert fig._suptitle.get_text() == "checkpoint sweep: myrun"
     assert ax.get_title().startswith("arith_rc") and ax.get_xlabel() == "training step" and ax.get_ylabel()
+
+
+def test_one_eval_options_type_for_the_api_the_cli_the_flow_stage_and_in_loop_eval():
+    """evaluate(), the sweep, `olmoflow eval`, the flow's evaluate stage and TrainConfig.in_loop_eval
+    share EvalOptions: its fields, defaults and did-you-mean errors are defined once."""
+    from olmoflow.config import ConfigError
+    from olmoflow.eval.cli import EvalCommandConfig
+    from olmoflow.eval.evaluator import resolve_tasks
+    from olmoflow.eval.options import EvalOptions, eval_options
+    from olmoflow.flow.registry import get_stage_type
+    from olmoflow.train.config import InLoopEvalConfig
+
+    for cls in (EvalCommandConfig, InLoopEvalConfig, get_stage_type("evaluate").config_class()):
+        assert issubclass(cls, EvalOptions)
+    opts = eval_options("arith_rc,arith_gen:2shot", ppl_data=["h.jsonl"], shots=3)
+    assert opts.task_specs() == ["arith_rc", "arith_gen:2shot", "ppl:h.jsonl"]
+    with pytest.raises(ConfigError, match=r"key 'shot': unknown key \(did you mean 'shots'\?\)"):
+        eval_options(["arith_rc"], shot=3)
+    with pytest.raises(ConfigError, match="key 'batch_size'"):
+        eval_options(["arith_rc"], batch_size=0)
+    rc, gen = resolve_tasks(opts.tasks, opts.shots)  # --shots fills in where the spec gives none
+    assert (rc.num_shots, rc.name) == (3, "arith_rc:3shot") and gen.num_shots == 2
+    # in-loop eval keeps its own smaller default limit but is otherwise the same options
+    ev = InLoopEvalConfig(tasks=["arith_rc"], every=10)
+    assert ev.limit == 50 and eval_options(ev).limit == 50 and eval_options(ev, limit=5).tasks == ["arith_rc"]
