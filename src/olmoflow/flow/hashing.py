@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from olmoflow.io import canonical_json, sha256_json
+from olmoflow.io import canonical_json, sha256_bytes, sha256_file, sha256_json
 
 __all__ = ["hash_path", "hash_tree"]
 
@@ -21,7 +21,6 @@ __all__ = ["hash_path", "hash_tree"]
 RUNNER_FILES = ("manifest.json", "COMPLETE", ".stage.json")
 _TEXT_SUFFIXES = {".json", ".jsonl", ".txt", ".md", ".yaml", ".yml", ".csv", ".tsv", ".cfg", ".toml"}
 _MAX_NORMALIZED = 16 << 20  # text files larger than this are hashed as raw bytes
-_CHUNK = 1 << 20
 
 
 def _drop_keys(data: bytes, keys: tuple[str, ...], jsonl: bool) -> bytes:
@@ -39,20 +38,15 @@ def _drop_keys(data: bytes, keys: tuple[str, ...], jsonl: bool) -> bytes:
 
 
 def _file_digest(path: Path, replace: list[tuple[bytes, bytes]], drop: tuple[str, ...] = ()) -> str:
-    h = hashlib.sha256()
-    small = path.stat().st_size <= _MAX_NORMALIZED
-    if (replace or drop) and path.suffix in _TEXT_SUFFIXES and small:
+    """sha256 of a file; small text files first get ``drop`` keys removed and ``replace`` applied."""
+    if (replace or drop) and path.suffix in _TEXT_SUFFIXES and path.stat().st_size <= _MAX_NORMALIZED:
         data = path.read_bytes()
         if drop:
             data = _drop_keys(data, drop, path.suffix == ".jsonl")
         for old, new in replace:
             data = data.replace(old, new)
-        h.update(data)
-    else:
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-    return h.hexdigest()
+        return sha256_bytes(data)
+    return sha256_file(path)
 
 
 def hash_tree(
