@@ -81,3 +81,21 @@ def test_registry_errors_and_user_verifier():
     with pytest.raises(OlmoflowError, match=r"verifier 'test_out_of_range' returned score 1.5 for record q1"):
         verify({"id": "q1", "q": 1, "verifier": "test_out_of_range"}, "r")
     assert verifier_for({"answer": "1"}).name == "math"
+
+
+def test_malformed_responses_and_specs():
+    """Malformed answers score 0 (or fall back to the last number) and a bad constraint spec is an error."""
+    rec = {"id": "a2", "answer": "42"}
+    assert _score(rec, "\\boxed{}") == 0.0  # an empty box is the (wrong) answer, not a fallback
+    assert _score(rec, "\\boxed{42") == 1.0  # an unclosed box is no box: the last number counts
+    assert _score(rec, "It is -42") == 0.0 and _score(rec, "forty-two") == 0.0
+    assert _score(rec, "`42` so 41") == 0.0  # inline code is not the answer either
+    assert _score(rec, "<think>unclosed, 42") == 0.0  # an unfinished reasoning section answers nothing
+    keyword = {"constraints": [{"type": "keywords_present", "keywords": ["blue"]}]}
+    assert _score(keyword, "<think>blue</think>red") == 0.0 and _score(keyword, "<think>blue") == 0.0
+    for bad in ("<think>abc", "</think>x<think>y</think>z", "<think></think>x"):
+        assert _score({"format": True}, bad) == 0.0, bad
+    assert _score(CODE, "def plus(a, b):\n    return a + b\n") == 0.0  # no entry point
+    assert _score(CODE, "") == 0.0
+    with pytest.raises(OlmoflowError, match="unknown constraint type 'nope'"):
+        verify({"constraints": [{"type": "nope"}]}, "x")
