@@ -19,7 +19,7 @@ How a run is set up (Linux, caller is root — the full guarantees):
 3. init forks the program: rlimits (CPU, address space, processes, file size, open files, no
    core), ``PR_SET_NO_NEW_PRIVS``, then it drops to a *per-run uid/gid* from
    ``[_UID_BASE, _UID_BASE + _UID_SPAN)`` (held by a lock file, so concurrent runs never share
-   one: ``RLIMIT_NPROC`` counts per uid) and execs ``python -I -B main.py`` in ``/sandbox``.
+   one: ``RLIMIT_NPROC`` counts per uid) and execs ``python -I -B -S main.py`` in ``/sandbox``.
 4. When the program exits or its wall-clock time is up, init exits, and the kernel kills every
    process left in the PID namespace: ``setsid`` children, double forks, daemons. The caller
    kills the launcher on its own deadline as a backstop (init follows it).
@@ -138,7 +138,7 @@ exec(compile(open("solution.py", encoding="utf-8").read(), "solution.py", "exec"
 '''
 
 # Trusted launcher, run as ``python -I -S -c _LAUNCHER CONFIG_HEX`` by the caller (see the module
-# docstring). Writes one JSON line on the status fd: how the program ended and what isolation held.
+# docstring). Writes one marshalled dict on the status fd: how the program ended, what isolation held.
 _LAUNCHER = r'''
 import ctypes, fcntl, marshal, os, resource, signal, sys
 cfg = marshal.loads(bytes.fromhex(sys.argv[1]))  # marshal, not json: no imports, ~5 ms less
@@ -167,7 +167,8 @@ if root and unshare(NS | PID | NET | IPC | UTS) == 0:
 elif unshare(USER | NS | PID | NET | IPC | UTS) == 0:
     iso += ["pid_namespace", "net_namespace", "mount_namespace"]
     userns = True
-    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid0} {uid0} 1"), ("gid_map", f"{gid0} {gid0} 1")):  # ourselves, so files can be made
+    maps = (("setgroups", "deny"), ("uid_map", f"{uid0} {uid0} 1"), ("gid_map", f"{gid0} {gid0} 1"))
+    for name, text in maps:  # ourselves, mapped: the tmpfs files can then be made
         with open("/proc/self/" + name, "w") as f:
             f.write(text)
 elif unshare(USER | PID | NET) == 0:
