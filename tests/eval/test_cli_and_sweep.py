@@ -184,3 +184,13 @@ def test_one_eval_options_type_for_the_api_the_cli_the_flow_stage_and_in_loop_ev
     # in-loop eval keeps its own smaller default limit but is otherwise the same options
     ev = InLoopEvalConfig(tasks=["arith_rc"], every=10)
     assert ev.limit == 50 and eval_options(ev).limit == 50 and eval_options(ev, limit=5).tasks == ["arith_rc"]
+
+
+def test_eval_options_copy_with_new_tasks():
+    """The flow stage derives the sweep's options from the final model's: tasks and limit replaced."""
+    from olmoflow.eval.options import eval_options
+
+    base = eval_options(["arith_rc"], limit=8, batch_size=4, shots=1)
+    sweep = eval_options(base, tasks=["arith_gen"], limit=2)
+    assert (sweep.tasks, sweep.limit, sweep.batch_size, sweep.shots) == (["arith_gen"], 2, 4, 1)
+    assert base.tasks == ["arith_rc"]

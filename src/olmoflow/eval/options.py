@@ -61,10 +61,10 @@ class EvalOptions(Config):
         return [*self.tasks, *(f"ppl:{p}" for p in self.ppl_data)]
 
 
-def eval_options(tasks: EvalOptions | list[str] | str | None = None, **fields: Any) -> EvalOptions:
+def eval_options(tasks: EvalOptions | list[str] | str | None = None, /, **fields: Any) -> EvalOptions:
     """An :class:`EvalOptions` from task specs (a list, or ``"a,b"``) and field values, or a copy of
-    ``tasks`` (an EvalOptions) with ``fields`` replaced. An unknown or invalid field is a ConfigError
-    naming it (with a did-you-mean)."""
+    ``tasks`` (an EvalOptions) with ``fields`` (``tasks=`` included) replaced. An unknown or invalid
+    field is a ConfigError naming it (with a did-you-mean)."""
     if isinstance(tasks, EvalOptions):  # (a subclass, e.g. in-loop eval's, may add fields of its own)
         own = {k: v for k, v in tasks.model_dump().items() if k in EvalOptions.model_fields}
         return validate(EvalOptions, {**own, **fields}, "eval options")
