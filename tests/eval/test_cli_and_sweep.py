@@ -194,3 +194,28 @@ def test_eval_options_copy_with_new_tasks():
     sweep = eval_options(base, tasks=["arith_gen"], limit=2)
     assert (sweep.tasks, sweep.limit, sweep.batch_size, sweep.shots) == (["arith_gen"], 2, 4, 1)
     assert base.tasks == ["arith_rc"]
+
+
+def test_flow_evaluate_stage_scores_final_model_and_every_checkpoint_with_its_typed_config(toy_tok, tmp_path):
+    """The flow's evaluate stage: typed config (shared EvalOptions + sweep options), ``{inputs.NAME}``
+    task specs, results.json for the final model and a sweep over every checkpoint."""
+    from olmoflow.eval.toy import make_toy_model
+    from olmoflow.flow.registry import StageContext, get_stage_type
+
+    run = make_toy_run(tmp_path / "run", toy_tok, steps=[0, 10])
+    make_toy_model(run / "final", toy_tok, hf=False)
+    ppl = tmp_path / "heldout.jsonl"
+    ppl.write_text(json.dumps({"text": "Rocks are hard.", "source": "web"}) + "\n")
+    st = get_stage_type("evaluate")
+    resolved = st.resolve_config({"tasks": ["arith_rc"], "ppl_data": ["{inputs.heldout}"], "limit": 3, "shots": 0,
+                                  "sweep_limit": 2})
+    assert resolved["sweep_tasks"] == ["arith_rc"] and "seed" not in resolved
+    out = tmp_path / "out"
+    out.mkdir()
+    ctx = StageContext(stage="evaluate", seed=3, workdir=tmp_path, quiet=True)
+    metrics = st.fn(st.typed_config(resolved), {"model": run, "heldout": ppl}, out, ctx)
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["tasks"]) == {"arith_rc:0shot", "ppl:heldout.jsonl"} and res["limit"] == 3 and res["seed"] == 3
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert [c["step"] for c in sweep["checkpoints"]] == [0, 10] and sweep["limit"] == 2
+    assert metrics["sweep_checkpoints"] == 2 and "acc_per_char" in metrics["arith_rc:0shot"]
