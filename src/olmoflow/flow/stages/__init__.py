@@ -6,13 +6,18 @@ does not use a stage, never needs that stage's extras.
 """
 
 from olmoflow.flow.stages import (  # noqa: F401
+    chat_data,
     curate,
     demo_corpus,
+    dpo,
     evaluate,
     export,
     mix,
+    pairs,
     planned,
     pretrain,
+    rlvr,
+    sft,
     tokenize,
     tokenizer,
 )

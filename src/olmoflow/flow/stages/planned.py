@@ -13,9 +13,6 @@ PLANNED = {
     "midtrain": "anneal from a pretraining checkpoint on a new mix, lr linearly to 0",
     "longcontext": "context extension with YaRN on full-attention layers, lr linearly to 0",
     "soup": "uniform weight average of several runs or checkpoints",
-    "sft": "supervised fine-tuning on packed chat data, loss on assistant tokens",
-    "dpo": "length-normalized DPO on delta-learning preference pairs",
-    "rlvr": "GRPO with verifiable rewards (math, code, instruction following)",
 }
 
 for _name, _desc in PLANNED.items():

@@ -1,0 +1,33 @@
+"""Stage ``chat_data``: offline chat data for post-training (``olmoflow.posttrain.synth``).
+
+Writes ``sft.jsonl`` (arithmetic with <think> traces, stdlib docstring questions, calculator tool
+use, instruction following), ``heldout/<kind>.jsonl`` (evaluation prompts with gold fields, never in
+training, decontaminated against it) and ``decontamination.json``. Optional input ``corpus`` (the
+demo corpus) supplies the functions the docstring questions are about. Seeded by the flow seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from olmoflow.flow.registry import ReleaseFiles, StageConfig, StageContext, register_stage
+
+
+class ChatDataConfig(StageConfig):
+    n_train: int = Field(2000, ge=1)
+    n_heldout: int = Field(100, ge=1)
+
+
+@register_stage("chat_data", description="offline chat data: SFT conversations + held-out prompts",
+                config=ChatDataConfig, libraries=(), release=(ReleaseFiles("heldout", "eval/chat/"),))
+def run(config: ChatDataConfig, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict[str, Any]:
+    from olmoflow.posttrain.synth import make_chat_data
+
+    corpus = inputs.get("corpus")
+    info = make_chat_data(out_dir, seed=ctx.seed, n_train=config.n_train, n_heldout=config.n_heldout,
+                          corpus_dir=corpus)
+    return {"train": info["train"], "heldout": info["heldout"],
+            "decontamination_removed": info["decontamination"].get("removed")}
