@@ -32,6 +32,7 @@ __all__ = [
     "atomic_write_text",
     "canonical_json",
     "iter_jsonl",
+    "iter_records",
     "read_jsonl",
     "sha256_bytes",
     "sha256_file",
@@ -87,6 +88,22 @@ def iter_jsonl(path: str | Path, skip_bad: bool = False) -> Iterator[Any]:
     A line that is not JSON raises OlmoflowError naming ``file:line``; with ``skip_bad`` it is
     skipped instead (logs appended by a process that may have been killed mid-line).
     """
+    for _, value in _numbered_jsonl(path, skip_bad):
+        yield value
+
+
+def iter_records(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``("file:line", record)`` for every non-blank line of a JSON-lines file of objects, so that
+    callers can name the line of a record they reject; a line that is not a JSON object is an
+    OlmoflowError naming it."""
+    path = Path(path)
+    for n, value in _numbered_jsonl(path, False):
+        if not isinstance(value, dict):
+            raise OlmoflowError(f"{path}:{n}: expected a JSON object, got {type(value).__name__}")
+        yield f"{path}:{n}", value
+
+
+def _numbered_jsonl(path: str | Path, skip_bad: bool) -> Iterator[tuple[int, Any]]:
     path = Path(path)
     if not path.is_file():
         raise OlmoflowError(f"{path}: file not found")
@@ -95,11 +112,12 @@ def iter_jsonl(path: str | Path, skip_bad: bool = False) -> Iterator[Any]:
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                value = json.loads(line)
             except json.JSONDecodeError as e:
                 if skip_bad:
                     continue
                 raise OlmoflowError(f"{path}:{n}: not valid JSON ({e.msg}, column {e.colno})") from None
+            yield n, value
 
 
 def read_jsonl(path: str | Path, skip_bad: bool = False) -> list[Any]:

@@ -30,7 +30,7 @@ def test_ray_task_error_is_the_tasks_own_one_line_error(tmp_path):
             executor.map(load_eval_items, args)
         messages.append((type(err.value), str(err.value)))
     assert messages[1] == messages[0]
-    assert messages[0][0] is OlmoflowError and messages[0][1].startswith(f"{bad}:2: invalid JSON")
+    assert messages[0][0] is OlmoflowError and messages[0][1].startswith(f"{bad}:2: not valid JSON")
 
 
 def test_rerun_after_editing_the_eval_file_decontaminates_against_the_new_items(tmp_path):

@@ -58,7 +58,7 @@ def test_eval_callback_logs_every_n_steps(toy_tok, tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["--tasks", "no_such_task"], "unknown task 'no_such_task'"),
-    (["--tasks", "rc:{bad}"], "bad.jsonl:2: invalid JSON"),
+    (["--tasks", "rc:{bad}"], "bad.jsonl:2: not valid JSON"),
     (["--tasks", "rc:{missing}"], "missing.jsonl:1: missing field 'choices'"),
     (["--tasks", "arith_gen:{nonnum}"], "field 'answer' must be a number"),
 ])

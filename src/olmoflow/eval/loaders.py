@@ -248,22 +248,12 @@ def _humaneval_greedy() -> Task:
 # ---------------------------------------------------------------------------------- local JSONL
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Read JSON objects, one per line (.gz allowed); OlmoflowError names file and line."""
+    from olmoflow.io import iter_records
+
     p = Path(path)
     if not p.is_file():
         raise OlmoflowError(f"task file not found: {p}")
-    opener = gzip.open if p.suffix == ".gz" else open
-    out = []
-    with opener(p, "rt", encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise OlmoflowError(f"{p}:{n}: invalid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise OlmoflowError(f"{p}:{n}: expected a JSON object, got {type(obj).__name__}")
-            out.append(obj)
+    out = [rec for _, rec in iter_records(p)]
     if not out:
         raise OlmoflowError(f"{p}: no records")
     return out

@@ -131,36 +131,23 @@ def load_pairs(paths: list[str], tok, max_len: int) -> list[PreferencePair]:
     """Read and tokenize preference pairs; any malformed record is a one-line error naming the file,
     line and field (a preference file is small and hand-made or built by ``olmoflow pairs``: a bad
     record means a bad file, so nothing is skipped silently)."""
+    from olmoflow.io import iter_records
+
     out: list[PreferencePair] = []
     for path in paths:
-        p = Path(path)
-        if not p.is_file():
-            raise OlmoflowError(f"{p}: preference file not found")
-        with open(p, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{p}:{lineno}"
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise OlmoflowError(f"{where}: not valid JSON ({e.msg})") from None
-                if not isinstance(rec, dict):
-                    raise OlmoflowError(f"{where}: expected a JSON object")
-                for field in ("prompt", "chosen", "rejected"):
-                    if field not in rec:
-                        raise OlmoflowError(f"{where}: missing field '{field}'")
-                prompt = _messages(rec["prompt"], where, "prompt", "user")
-                sides = {}
-                for field in ("chosen", "rejected"):
-                    ids, mask = _encode(tok, prompt, _messages(rec[field], where, field, "assistant"), where, field,
-                                        rec.get("tools"))
-                    if len(ids) > max_len:
-                        raise OlmoflowError(f"{where}: prompt + {field} is {len(ids)} tokens, longer than "
-                                            f"seq_len {max_len}")
-                    sides[field] = (ids, mask)
-                out.append(PreferencePair(str(rec.get("id", f"{p.name}:{lineno}")), where, *sides["chosen"],
-                                          *sides["rejected"]))
+        for where, rec in iter_records(path):
+            for field in ("prompt", "chosen", "rejected"):
+                if field not in rec:
+                    raise OlmoflowError(f"{where}: missing field '{field}'")
+            prompt = _messages(rec["prompt"], where, "prompt", "user")
+            sides = {}
+            for field in ("chosen", "rejected"):
+                ids, mask = _encode(tok, prompt, _messages(rec[field], where, field, "assistant"), where, field,
+                                    rec.get("tools"))
+                if len(ids) > max_len:
+                    raise OlmoflowError(f"{where}: prompt + {field} is {len(ids)} tokens, longer than seq_len {max_len}")
+                sides[field] = (ids, mask)
+            out.append(PreferencePair(str(rec.get("id", where)), where, *sides["chosen"], *sides["rejected"]))
     if not out:
         raise OlmoflowError(f"no preference pairs in {', '.join(paths)}")
     return out

@@ -24,7 +24,6 @@ resume — rollout state included —, logging) is the one training loop's.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from pathlib import Path
 from typing import Any, Literal
@@ -175,22 +174,13 @@ def grpo_token_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tenso
 
 
 def _read_prompts(paths: list[str]) -> list[dict[str, Any]]:
+    from olmoflow.io import iter_records
+
     out = []
     for path in paths:
-        p = Path(path)
-        if not p.is_file():
-            raise OlmoflowError(f"{p}: prompt file not found")
-        with open(p, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise OlmoflowError(f"{p}:{lineno}: not valid JSON ({e.msg})") from None
-                rec.setdefault("id", f"{p.name}:{lineno}")
-                rec["_where"] = f"{p}:{lineno}"
-                out.append(rec)
+        for where, rec in iter_records(path):
+            rec.setdefault("id", f"{Path(path).name}:{where.rsplit(':', 1)[1]}")
+            out.append({**rec, "_where": where})
     if not out:
         raise OlmoflowError(f"no prompts in {', '.join(paths)}")
     return out

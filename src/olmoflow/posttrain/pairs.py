@@ -75,23 +75,14 @@ def prompt_messages(rec: dict[str, Any], where: str) -> list[dict[str, Any]]:
 
 
 def _read_prompts(paths: list[str], limit: int | None) -> list[tuple[str, dict[str, Any]]]:
+    from olmoflow.io import iter_records
+
     out = []
     for path in paths:
-        p = Path(path)
-        if not p.is_file():
-            raise OlmoflowError(f"{p}: prompt file not found")
-        with open(p, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{p}:{lineno}"
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise OlmoflowError(f"{where}: not valid JSON ({e.msg})") from None
-                out.append((where, rec))
-                if limit is not None and len(out) >= limit:
-                    return out
+        for where, rec in iter_records(path):
+            out.append((where, rec))
+            if limit is not None and len(out) >= limit:
+                return out
     if not out:
         raise OlmoflowError(f"no prompts in {', '.join(paths)}")
     return out

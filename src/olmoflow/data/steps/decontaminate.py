@@ -19,7 +19,6 @@ their matches carry ``mode: posttrain`` so the report says which rule fired.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +29,7 @@ from pydantic import Field, model_serializer, model_validator
 from olmoflow.data.steps.base import Context, Doc, Step, StepConfig, set_attr
 from olmoflow.data.text import ngram_hashes, word_hashes, words
 from olmoflow.errors import OlmoflowError
+from olmoflow.io import iter_records
 
 TEXT_FIELDS = ("text", "question", "problem", "prompt", "input", "query")
 POSTTRAIN_NGRAM = 8
@@ -82,18 +82,11 @@ def load_eval_items(paths: list[str]) -> list[tuple[str, str]]:
         path = Path(p)
         if not path.is_file():
             raise OlmoflowError(f"decontamination file not found: {path}")
-        with open(path, encoding="utf-8") as f:
-            for ln, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise OlmoflowError(f"{path}:{ln}: invalid JSON ({e.msg})") from None
-                text = item_text(obj)
-                if text is None:
-                    raise OlmoflowError(f"{path}:{ln}: eval item has no 'text' or question field")
-                items.append((f"{path.stem}:{obj.get('id', ln)}", text))
+        for where, obj in iter_records(path):
+            text = item_text(obj)
+            if text is None:
+                raise OlmoflowError(f"{where}: eval item has no 'text' or question field")
+            items.append((f"{path.stem}:{obj.get('id', int(where.rsplit(':', 1)[1]))}", text))
     return items
 
 
