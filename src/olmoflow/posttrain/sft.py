@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 from olmoflow.config import Config
 from olmoflow.errors import OlmoflowError
 from olmoflow.train.config import OptimizerConfig, ScheduleConfig, TrainConfig
-from olmoflow.train.data import IGNORE_INDEX, pack_best_fit
+from olmoflow.train.data import IGNORE_INDEX, pack_best_fit, packed_item
 from olmoflow.train.lm import LMObjective
 from olmoflow.train.objective import RunContext
 
@@ -90,21 +90,12 @@ class PackedChatSource:
         return len(self.bins)
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        T = self.seq_len
-        ids = np.full(T, self.pad, dtype=np.int64)
-        labels = np.full(T, IGNORE_INDEX, dtype=np.int64)
-        doc_ids = np.empty(T, dtype=np.int64)
-        pos = 0
-        members = sorted(self.bins[i])  # conversations in file order inside a sequence
-        for k, j in enumerate(members):
+        pieces = []
+        for j in sorted(self.bins[i]):  # conversations in file order inside a sequence
             ex = self.examples[j]
-            n = len(ex.ids)
-            ids[pos : pos + n] = ex.ids
-            labels[pos : pos + n] = chat_labels(np.asarray(ex.ids, dtype=np.int64), np.asarray(ex.mask, dtype=bool))
-            doc_ids[pos : pos + n] = k
-            pos += n
-        doc_ids[pos:] = len(members)
-        return {"input_ids": ids, "labels": labels, "doc_ids": doc_ids}
+            ids = np.asarray(ex.ids, dtype=np.int64)
+            pieces.append((ids, chat_labels(ids, np.asarray(ex.mask, dtype=bool))))
+        return packed_item(pieces, self.seq_len, self.pad)
 
 
 class SFTObjective(LMObjective):

@@ -134,20 +134,32 @@ class PackedSource:
         return len(self.bins)
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        T = self.seq_len
-        ids = np.full(T, self.pad, dtype=np.int64)
-        labels = np.full(T, IGNORE_INDEX, dtype=np.int64)
-        doc_ids = np.empty(T, dtype=np.int64)
-        pos = 0
-        for k, seg in enumerate(sorted(self.bins[i])):  # segments in stream order inside a sequence
+        pieces = []
+        for seg in sorted(self.bins[i]):  # segments in stream order inside a sequence
             s, e = self.segments[seg]
-            n = int(e - s)
-            ids[pos : pos + n] = self.stream.read(int(s), int(e))
-            labels[pos : pos + n - 1] = ids[pos + 1 : pos + n]
-            doc_ids[pos : pos + n] = k
-            pos += n
-        doc_ids[pos:] = len(self.bins[i])
-        return {"input_ids": ids, "labels": labels, "doc_ids": doc_ids}
+            toks = self.stream.read(int(s), int(e))
+            labels = np.full(len(toks), IGNORE_INDEX, dtype=np.int64)
+            labels[:-1] = toks[1:]
+            pieces.append((toks, labels))
+        return packed_item(pieces, self.seq_len, self.pad)
+
+
+def packed_item(pieces: Sequence[tuple[np.ndarray, np.ndarray]], seq_len: int, pad: int) -> dict[str, np.ndarray]:
+    """One packed sequence from ``(ids, labels)`` pieces placed one after another: each piece its own
+    ``doc_ids`` value (attention stays inside it; positions restart), labels as given (a piece's last
+    token predicts nothing across the boundary), then padding with its own doc id and no labels."""
+    ids = np.full(seq_len, pad, dtype=np.int64)
+    labels = np.full(seq_len, IGNORE_INDEX, dtype=np.int64)
+    doc_ids = np.empty(seq_len, dtype=np.int64)
+    pos = 0
+    for k, (toks, lab) in enumerate(pieces):
+        n = len(toks)
+        ids[pos : pos + n] = toks
+        labels[pos : pos + n] = lab
+        doc_ids[pos : pos + n] = k
+        pos += n
+    doc_ids[pos:] = len(pieces)
+    return {"input_ids": ids, "labels": labels, "doc_ids": doc_ids}
 
 
 def build_sources(
