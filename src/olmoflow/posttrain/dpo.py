@@ -197,6 +197,12 @@ def sequence_logps(model, chosen_ids, chosen_labels, rejected_ids, rejected_labe
 
     ids = torch.cat([chosen_ids, rejected_ids])
     labels = torch.cat([chosen_labels, rejected_labels])
+    # sides are right-padded to seq_len: run only up to the batch's last scored position (causal, so
+    # the log-probs are unchanged; a batch of short pairs costs its length, not seq_len)
+    scored = torch.nonzero((labels != IGNORE_INDEX).any(0))
+    if len(scored):
+        end = int(scored[-1]) + 1
+        ids, labels = ids[:, :end], labels[:, :end]
     with autocast() if autocast is not None else contextlib.nullcontext():
         out = model(ids, targets=labels, ignore_index=IGNORE_INDEX)
     mask = (labels != IGNORE_INDEX).to(out["logp"].dtype)
