@@ -11,34 +11,42 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import model_validator
 
 from olmoflow.flow.registry import ReleaseFiles, StageConfig, StageContext, register_stage
 from olmoflow.flow.stages._common import model_dir, need
 from olmoflow.flow.stages._posttrain import find_file
+from olmoflow.posttrain.pairs import PairsConfig
+
+#: PairsConfig keys the runner fills from inputs and the flow
+RUNNER_KEYS = ("prompts", "strong", "weak", "tokenizer", "out", "seed")
 
 
-class PairsStageConfig(StageConfig):
-    strong_samples: int = Field(4, ge=1)
-    weak_samples: int = Field(1, ge=1)
-    temperature: float = Field(0.8, ge=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    max_new_tokens: int = Field(128, ge=1)
-    max_len_delta: int = Field(100, ge=0)
-    limit: int | None = Field(None, ge=1)
-    require_better: bool = True
-    batch_size: int = Field(32, ge=1)
+class PairsStageConfig(PairsConfig, StageConfig):
+    """``PairsConfig`` without what the runner fills (models, tokenizer and prompts are inputs)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_runner_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for k in RUNNER_KEYS:
+                if k in data:
+                    raise ValueError(f"key '{k}' is set by the runner; give it as an input instead")
+        return data
+
+    def resolved(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in RUNNER_KEYS}
 
 
 @register_stage("pairs", description="delta-learning preference pairs (strong vs weak model)",
                 config=PairsStageConfig, libraries=("torch", "numpy", "tokenizers"),
                 release=(ReleaseFiles("stats.json", "data/{stage}/"),))
 def run(config: PairsStageConfig, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict[str, Any]:
-    from olmoflow.posttrain.pairs import PairsConfig, build_pairs
+    from olmoflow.posttrain.pairs import build_pairs
 
     prompts = find_file(need(inputs, "prompts", ctx.stage, "prompt records"), ("prompts.jsonl", "sft.jsonl"),
                         ctx.stage, "prompts")
-    cfg = PairsConfig(**config.model_dump(), prompts=[str(prompts)], out=str(out_dir), seed=ctx.seed,
+    cfg = PairsConfig(**config.resolved(), prompts=[str(prompts)], out=str(out_dir), seed=ctx.seed,
                       strong=str(model_dir(need(inputs, "strong", ctx.stage, "the stronger model"))),
                       weak=str(model_dir(need(inputs, "weak", ctx.stage, "the weaker model"))),
                       tokenizer=str(need(inputs, "tokenizer", ctx.stage, "a tokenizer dir")))
