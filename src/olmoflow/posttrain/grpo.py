@@ -45,6 +45,8 @@ class PromptDataConfig(Config):
     """Prompt records (JSONL: ``prompt`` or ``messages`` + what the verifier needs, e.g. ``answer``)."""
 
     paths: list[str] = Field(default_factory=list)
+    #: train only on records whose ``kind`` is one of these (e.g. ``[arith]`` of a chat_data file); empty: all
+    kinds: list[str] = Field(default_factory=list)
     #: held-out prompts scored greedily every ``eval_every`` steps (accuracy = share scoring 1)
     heldout_paths: list[str] = Field(default_factory=list)
     heldout_limit: int | None = Field(100, ge=1)
@@ -237,6 +239,10 @@ class GRPOObjective(Objective):
             raise OlmoflowError(f"key 'tokenizer': {cfg.tokenizer} has {self.tok.vocab_size} tokens, more than the "
                                 f"model's vocab_size {run.model_cfg.vocab_size}")
         self.prompts = _read_prompts(cfg.data.paths)
+        if cfg.data.kinds:
+            self.prompts = [r for r in self.prompts if r.get("kind") in cfg.data.kinds]
+            if not self.prompts:
+                raise OlmoflowError(f"key 'data.kinds': no prompt in {cfg.data.paths} has a kind in {cfg.data.kinds}")
         self.heldout = _read_prompts(cfg.data.heldout_paths)[: cfg.data.heldout_limit] if cfg.data.heldout_paths else []
         self.verifiers = []
         for rec in self.prompts + self.heldout:

@@ -33,7 +33,7 @@ def config_class():
 def run(config: Any, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict[str, Any]:
     from olmoflow.posttrain.grpo import GRPOConfig, rl
 
-    data = {"paths": [str(find_file(need(inputs, "data", ctx.stage, "prompts"), ("prompts.jsonl", "heldout/arith.jsonl"),
+    data = {"paths": [str(find_file(need(inputs, "data", ctx.stage, "prompts"), ("prompts.jsonl", "sft.jsonl"),
                                     ctx.stage, "prompt records"))]}
     if inputs.get("heldout") is not None:
         data["heldout_paths"] = [str(find_file(inputs["heldout"], ("heldout/arith.jsonl",), ctx.stage,
