@@ -95,6 +95,30 @@ def test_arith_traces_and_answers_are_right(data):
         assert rec["answer"].isdigit() and "reasoning_content" not in rec["messages"][-1]
 
 
+def _operands(rec: dict) -> tuple[int, int]:
+    """The two operands of an arithmetic training conversation, read from its trace's first step."""
+    steps = re.findall(r"(\d+) [+-] (\d+) = \d+\.", rec["messages"][1]["reasoning_content"])
+    first = int(steps[0][0])
+    return first, abs(int(rec["answer"]) - first)
+
+
+def test_arith_difficulty_knobs(tmp_path):
+    result = make_chat_data(tmp_path, seed=3, n_train=200, n_heldout=20, arith_digits=2, arith_styles=["digits"])
+    assert result["train"]["arith"] == 100 and result["heldout"]["arith"] == 20
+    arith = [t for t in _read(tmp_path / "sft.jsonl") if t["kind"] == "arith"]
+    ops = [x for t in arith for x in _operands(t)]
+    assert all(0 <= x <= 99 for x in ops) and max(ops) >= 90  # at most 2 digits, and the whole range is used
+    assert max(int(t["answer"]) for t in arith) <= 198
+    held = _read(tmp_path / "heldout" / "arith.jsonl")
+    # digits only: every prompt is a bare sum in digits (no story, no number words)
+    for rec in [*held, *({"prompt": t["messages"][0]["content"]} for t in arith)]:
+        assert re.fullmatch(r"(What is|Compute)? ?\d+ (plus|minus|\+|-) \d+( = )?[?.]?", rec["prompt"]), rec["prompt"]
+    with pytest.raises(OlmoflowError, match="arith_digits"):
+        make_chat_data(tmp_path / "x", n_train=10, n_heldout=2, arith_digits=4)
+    with pytest.raises(OlmoflowError, match="arith_styles"):
+        make_chat_data(tmp_path / "x", n_train=10, n_heldout=2, arith_styles=["roman"])
+
+
 def test_number_words():
     assert [number_words(n) for n in (0, 13, 40, 42, 100, 107, 999)] == [
         "zero", "thirteen", "forty", "forty-two", "one hundred", "one hundred seven", "nine hundred ninety-nine"]

@@ -3,9 +3,9 @@
 :func:`make_chat_data` writes ``sft.jsonl`` (training conversations, kinds mixed) and
 ``heldout/<kind>.jsonl`` (evaluation prompts with gold fields, never in training):
 
-- ``arith``: 2–3 digit addition/subtraction, as bare sums or word problems, with numbers in digits
-  or in words; a step-by-step ``<think>`` trace (``reasoning_content``) and the final line
-  ``The answer is N.``. Held-out records carry ``answer``.
+- ``arith``: addition/subtraction (operands of 2–3 digits; ``arith_digits`` sets the most), as
+  bare sums or word problems, with numbers in digits or in words; a step-by-step ``<think>`` trace
+  (``reasoning_content``) and the final line ``The answer is N.``. Held-out records carry ``answer``.
 - ``docstring``: "what does this function do" about Python stdlib functions, answered with the
   first sentence of the docstring (``inspect`` on a fixed list of modules, or the functions of the
   demo corpus's code documents when ``corpus_dir`` is given). Held-out functions are never in
@@ -47,7 +47,7 @@ from olmoflow.errors import OlmoflowError
 from olmoflow.io import atomic_write_json, write_jsonl
 from olmoflow.scoring.instructions import check, describe
 
-__all__ = ["CALCULATOR_TOOL", "KINDS", "TRAIN_SHARES", "calculate", "docstring_functions", "make_chat_data",
+__all__ = ["ARITH_STYLES", "CALCULATOR_TOOL", "KINDS", "TRAIN_SHARES", "calculate", "docstring_functions", "make_chat_data",
            "number_words"]
 
 KINDS = ("arith", "docstring", "tool", "ifeval")
@@ -111,31 +111,41 @@ def _place_steps(a: int, b: int, sign: int) -> list[str]:
     return steps
 
 
-def _arith(r: random.Random) -> tuple[str, Record, Record]:
-    sign = r.choice((1, -1))
-    a, b = r.randint(10, 999), r.randint(10, 999)
-    if sign < 0 and b > a:
-        a, b = b, a
-    answer = a + sign * b
-    style = r.choice(("digits", "words", "story"))
-    if style == "story":
-        n, m = r.sample(NAMES, 2)
-        template = r.choice(_ADD_WORDS if sign > 0 else _SUB_WORDS)
-        question = template.format(n=n, m=m, it=r.choice(ITEMS), a=a, b=b)
-        intro = f"This is {a} {'+' if sign > 0 else '-'} {b}."
-    elif style == "words":
-        question = f"What is {number_words(a)} {'plus' if sign > 0 else 'minus'} {number_words(b)}?"
-        intro = f"{number_words(a)} is {a} and {number_words(b)} is {b}.".capitalize()
-    else:
-        question = r.choice(("What is {a} {w} {b}?", "Compute {a} {o} {b}.", "{a} {o} {b} = ?")).format(
-            a=a, b=b, w="plus" if sign > 0 else "minus", o="+" if sign > 0 else "-")
-        intro = f"We need {a} {'+' if sign > 0 else '-'} {b}."
-    steps = _place_steps(a, b, sign)
-    trace = " ".join([intro, *[s + "." for s in steps]])
-    key = f"{'+' if sign > 0 else '-'}:{a}:{b}"
-    train = {"messages": [_user(question), _assistant(f"The answer is {answer}.", trace)], "answer": str(answer)}
-    heldout = {"messages": [_user(question)], "prompt": question, "answer": str(answer)}
-    return key, train, heldout
+#: how a problem may be asked: bare sums in digits, in words, or as a word problem with digits
+ARITH_STYLES = ("digits", "words", "story")
+
+
+def _arith_generator(digits: int = 3, styles: tuple[str, ...] = ARITH_STYLES) -> Generator:
+    """Addition/subtraction problems with operands of 2..``digits`` digits (1 digit: 1..9), asked in
+    one of ``styles``; subtraction never goes below zero."""
+    lo, hi = (1 if digits == 1 else 10), 10**digits - 1
+
+    def gen(r: random.Random) -> tuple[str, Record, Record]:
+        sign = r.choice((1, -1))
+        a, b = r.randint(lo, hi), r.randint(lo, hi)
+        if sign < 0 and b > a:
+            a, b = b, a
+        answer = a + sign * b
+        style = r.choice(styles)
+        if style == "story":
+            n, m = r.sample(NAMES, 2)
+            template = r.choice(_ADD_WORDS if sign > 0 else _SUB_WORDS)
+            question = template.format(n=n, m=m, it=r.choice(ITEMS), a=a, b=b)
+            intro = f"This is {a} {'+' if sign > 0 else '-'} {b}."
+        elif style == "words":
+            question = f"What is {number_words(a)} {'plus' if sign > 0 else 'minus'} {number_words(b)}?"
+            intro = f"{number_words(a)} is {a} and {number_words(b)} is {b}.".capitalize()
+        else:
+            question = r.choice(("What is {a} {w} {b}?", "Compute {a} {o} {b}.", "{a} {o} {b} = ?")).format(
+                a=a, b=b, w="plus" if sign > 0 else "minus", o="+" if sign > 0 else "-")
+            intro = f"We need {a} {'+' if sign > 0 else '-'} {b}."
+        steps = _place_steps(a, b, sign)
+        trace = " ".join([intro, *[s + "." for s in steps]])
+        key = f"{'+' if sign > 0 else '-'}:{a}:{b}"
+        train = {"messages": [_user(question), _assistant(f"The answer is {answer}.", trace)], "answer": str(answer)}
+        heldout = {"messages": [_user(question)], "prompt": question, "answer": str(answer)}
+        return key, train, heldout
+    return gen
 
 
 # -------------------------------------------------------------------------------- calculator tool
@@ -429,23 +439,34 @@ def make_chat_data(
     n_train: int = 2000,
     n_heldout: int = 100,
     corpus_dir: str | Path | None = None,
+    arith_digits: int = 3,
+    arith_styles: tuple[str, ...] | list[str] = ARITH_STYLES,
 ) -> dict[str, Any]:
     """Write ``sft.jsonl``, ``heldout/<kind>.jsonl`` and ``decontamination.json`` into ``out_dir``.
 
     ``n_train`` conversations in all (shares :data:`TRAIN_SHARES`), ``n_heldout`` prompts per kind
     (docstring: one question per function, at most a quarter of the available functions; the
-    rest stay for training).
+    rest stay for training). ``arith_digits`` (1..3) bounds the arithmetic operands (2 digits
+    with digits and words mixed is what a tiny model learns in minutes) and ``arith_styles`` picks
+    the ways a problem is asked (a subset of :data:`ARITH_STYLES`).
     Returns ``{"train": {kind: n}, "heldout": {kind: n}, "decontamination": {...}, "files": {...}}``.
     """
     if n_train < 1 or n_heldout < 1:
         raise OlmoflowError(f"make_chat_data: n_train ({n_train}) and n_heldout ({n_heldout}) must be >= 1")
+    if arith_digits not in (1, 2, 3):
+        raise OlmoflowError(f"make_chat_data: arith_digits must be 1, 2 or 3, not {arith_digits}")
+    unknown = sorted(set(arith_styles) - set(ARITH_STYLES))
+    if unknown or not arith_styles:
+        raise OlmoflowError(f"make_chat_data: arith_styles {list(arith_styles)} must be a non-empty subset of "
+                            f"{list(ARITH_STYLES)}")
+    arith = _arith_generator(arith_digits, tuple(arith_styles))
     out = Path(out_dir)
     functions = docstring_functions(corpus_dir)
     r = random.Random(f"olmoflow-chat-{seed}")
     r.shuffle(functions)
     n_doc_held = min(n_heldout, len(functions) // 4)
     gens: dict[str, tuple[Generator, Generator]] = {  # (held-out generator, training generator)
-        "arith": (_arith, _arith),
+        "arith": (arith, arith),
         "docstring": (_docstring_generator(functions[:n_doc_held], True),
                       _docstring_generator(functions[n_doc_held:], False)),
         "tool": (_tool, _tool),
