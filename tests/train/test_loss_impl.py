@@ -28,12 +28,17 @@ def test_fused_loss_trains_like_logits_loss_and_is_deterministic(tmp_path):
     plain, w_plain = _run(tmp_path, data, val, "plain", loss_impl="logits")
     assert len(fused) == len(plain) == 4
     for f, p in zip(fused, plain):
-        for key in ("loss", "z_loss", "grad_norm") + (("val_loss",) if "val_loss" in p else ()):
+        for key in ("loss", "z_loss") + (("val_loss",) if "val_loss" in p else ()):
             assert abs(f[key] - p[key]) <= 1e-5 * abs(p[key]), (key, f, p)
+        # step 1's gradient is of the same weights: float32 rounding only; later steps start from weights
+        # that Adam moved apart by up to ~5e-5 (below), which the gradient norm sees (measured 3e-5 relative on one CPU)
+        tol = 1e-5 if f["step"] == 1 else 1e-4
+        assert abs(f["grad_norm"] - p["grad_norm"]) <= tol * abs(p["grad_norm"]), (f, p)
     assert [("val_loss" in r) for r in fused] == [False, True, False, True]
     # Adam normalises each element's step, so elements whose gradient is ~0 turn float32 rounding
-    # into visible moves (observed 5e-5 on ~0.1% of weights; lr 3e-3): the bound of the FSDP test
-    assert max(float((w_fused[k] - w_plain[k]).abs().max()) for k in w_plain) < 1e-4
+    # into visible moves (observed 5e-5 on ~0.1% of weights, and 1.5e-4 on another CPU's MKL kernels,
+    # the code before the trainer split included; lr 3e-3, 4 steps): far below a real difference (~lr)
+    assert max(float((w_fused[k] - w_plain[k]).abs().max()) for k in w_plain) < 5e-4
     # the same fused run again: byte-identical weights and losses
     again, w_again = _run(tmp_path, data, val, "again", loss_impl="fused", loss_chunk_tokens=24)
     assert all(torch.equal(w_again[k], w_fused[k]) for k in w_fused)
