@@ -73,7 +73,8 @@ def test_posttrain_stages_run_as_a_flow_with_report_sections(tmp_path, base):
     for stage in ("sft", "dpo", "rlvr", "rlvr_random"):
         assert (arts[stage] / "final" / "model.safetensors").is_file(), stage
         recs = [json.loads(x) for x in (arts[stage] / "metrics.jsonl").read_text().splitlines()]
-        assert [r["step"] for r in recs] == [1, 2]
+        # rlvr has held-out prompts: it also scores them before the first step (step 0)
+        assert [r["step"] for r in recs] == ([0, 1, 2] if stage == "rlvr" else [1, 2]), stage
     stats = json.loads((arts["pairs"] / "stats.json").read_text())
     assert stats["prompts"] == 6 and stats["kept"] == sum(1 for _ in open(arts["pairs"] / "pairs.jsonl"))
     dpo_recs = [json.loads(x) for x in (arts["dpo"] / "metrics.jsonl").read_text().splitlines()]

@@ -95,6 +95,8 @@ class GRPOConfig(TrainConfig):
     schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(name="constant"))
     optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(lr=1e-6, weight_decay=0.0, z_loss=0.0))
     spike_skip: bool = False
+    #: held-out accuracy before the first step too (the curves' starting point)
+    eval_at_start: bool = True
 
     @model_validator(mode="before")
     @classmethod

@@ -129,6 +129,8 @@ class TrainConfig(Config):
     eval_every: int = Field(0, ge=0)
     #: number of micro batches of validation data per evaluation
     eval_batches: int = Field(8, gt=0)
+    #: also validate before the first step (logged as step 0: the starting point of the curves)
+    eval_at_start: bool = False
     #: in-loop evaluation (olmoflow.eval tasks + per-source perplexity) every N steps -> RUN_DIR/eval.jsonl
     in_loop_eval: InLoopEvalConfig | None = None
     #: loss-spike guard: skip the update when loss or grad norm > mean + sigma·std of recent steps

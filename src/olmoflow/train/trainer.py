@@ -352,6 +352,10 @@ class Trainer:
         progress = make_progress(disable=self.quiet or self.rank != 0)
         with progress:
             task = progress.add_task(self.objective.name, total=total, completed=self.step, loss="-", tok_s="-")
+            if cfg.eval_at_start and self.step == 0:
+                start = self.evaluate()
+                if start:
+                    self.log.step({"step": 0, **start})
             while self.step < total:
                 rec = self.train_step()
                 step_keys = set(rec)
