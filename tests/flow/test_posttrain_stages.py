@@ -88,7 +88,7 @@ def test_posttrain_stages_run_as_a_flow_with_report_sections(tmp_path, base):
     text = Path(report).read_text()
     for title in ("Post-training: SFT", "Post-training: DPO", "Post-training: RLVR"):
         assert title in text
-    assert "rlvr_random" in text
+    assert "rlvr_random" in text and "held-out accuracy at start" in text
 
 
 def test_posttrain_stage_refuses_runner_paths_in_its_config(tmp_path, base):
