@@ -47,6 +47,7 @@ __all__ = [
     "get_stage_type",
     "load_builtin_stages",
     "load_plugins",
+    "refuse_runner_keys",
     "register_stage",
 ]
 
@@ -58,6 +59,16 @@ class StageConfig(Config):
 
     def resolved(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def refuse_runner_keys(data: Any, keys: tuple[str, ...]) -> Any:
+    """For a stage config's ``mode="before"`` validator: the keys the runner fills from inputs (paths,
+    the artifact dir) may not be set in a flow file; the error names the input to use instead."""
+    if isinstance(data, dict):
+        for k in keys:
+            if k in data:
+                raise ValueError(f"key '{k}' is set by the runner; give it as an input instead")
+    return data
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,14 @@ from typing import Any
 from pydantic import model_validator
 
 from olmoflow.errors import OlmoflowError
-from olmoflow.flow.registry import ReportSection, ResumePoint, StageArtifact, StageConfig, StageContext
+from olmoflow.flow.registry import (
+    ReportSection,
+    ResumePoint,
+    StageArtifact,
+    StageConfig,
+    StageContext,
+    refuse_runner_keys,
+)
 from olmoflow.flow.stages._common import model_dir, need
 from olmoflow.io import read_jsonl
 
@@ -26,9 +33,7 @@ def runner_config(base: type, data_keys: tuple[str, ...]) -> type[StageConfig]:
         @classmethod
         def _fill_paths(cls, data: Any) -> Any:
             if isinstance(data, dict):
-                for k in RUNNER_KEYS:
-                    if k in data:
-                        raise ValueError(f"key '{k}' is set by the runner; give it as an input instead")
+                refuse_runner_keys(data, RUNNER_KEYS)
                 d = data.get("data")
                 if isinstance(d, dict) and any(d.get(k) for k in data_keys):
                     raise ValueError(f"key 'data': give the data files as inputs, not {list(data_keys)}")

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import model_validator
 
-from olmoflow.flow.registry import ReleaseFiles, StageConfig, StageContext, register_stage
+from olmoflow.flow.registry import ReleaseFiles, StageConfig, StageContext, refuse_runner_keys, register_stage
 from olmoflow.flow.stages._common import model_dir, need
 from olmoflow.flow.stages._posttrain import find_file
 from olmoflow.posttrain.pairs import PairsConfig
@@ -28,11 +28,7 @@ class PairsStageConfig(PairsConfig, StageConfig):
     @model_validator(mode="before")
     @classmethod
     def _no_runner_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for k in RUNNER_KEYS:
-                if k in data:
-                    raise ValueError(f"key '{k}' is set by the runner; give it as an input instead")
-        return data
+        return refuse_runner_keys(data, RUNNER_KEYS)
 
     def resolved(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump(mode="json").items() if k not in RUNNER_KEYS}

@@ -28,6 +28,7 @@ from olmoflow.flow.registry import (
     StageArtifact,
     StageConfig,
     StageContext,
+    refuse_runner_keys,
     register_stage,
 )
 from olmoflow.flow.report import plot_series
@@ -51,9 +52,7 @@ def config_class() -> type[StageConfig]:
         @classmethod
         def _no_runner_paths(cls, data: Any) -> Any:
             if isinstance(data, dict):
-                for k in RUNNER_KEYS:
-                    if k in data:
-                        raise ValueError(f"key '{k}' is set by the runner; give it as an input instead")
+                refuse_runner_keys(data, RUNNER_KEYS)
                 d = data.get("data")
                 if isinstance(d, dict) and (d.get("paths") or d.get("val_paths")):
                     raise ValueError("key 'data.paths'/'data.val_paths': give token datasets as inputs 'data' / 'val'")
