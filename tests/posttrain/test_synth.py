@@ -119,6 +119,30 @@ def test_arith_difficulty_knobs(tmp_path):
         make_chat_data(tmp_path / "x", n_train=10, n_heldout=2, arith_styles=["roman"])
 
 
+def test_column_traces_add_and_subtract_digit_by_digit(tmp_path):
+    make_chat_data(tmp_path, seed=5, n_train=300, n_heldout=10, arith_digits=3, arith_trace="columns")
+    arith = [t for t in _read(tmp_path / "sft.jsonl") if t["kind"] == "arith"]
+    kinds = {"carry": 0, "borrow": 0}
+    for t in arith:
+        answer = int(re.fullmatch(r"The answer is (\d+)\.", t["messages"][1]["content"]).group(1))
+        assert answer == int(t["answer"])
+        steps = re.findall(r"(\d+) ([+-]) (\d) (?:[+-] (1) )?= (\d+)\.", t["messages"][1]["reasoning_content"])
+        assert steps, t["messages"][1]["reasoning_content"]
+        digits = []
+        for top, op, digit, carry, result in steps:  # every column is a right single-digit fact
+            value = int(top) + int(digit) + int(carry or 0) if op == "+" else int(top) - int(digit) - int(carry or 0)
+            assert 0 <= value == int(result) <= 19
+            assert int(top) <= 9 or op == "-"  # only a borrow makes the top number two digits
+            kinds["carry" if op == "+" else "borrow"] += bool(carry)
+            digits.append(result[-1])
+        last = steps[-1]
+        lead = last[4][0] if last[1] == "+" and len(last[4]) == 2 else ""
+        assert int(lead + "".join(reversed(digits))) == answer  # the answer reads off the columns
+    assert all(kinds.values())  # carries and borrows both occur
+    with pytest.raises(OlmoflowError, match="arith_trace"):
+        make_chat_data(tmp_path / "x", n_train=10, n_heldout=2, arith_trace="long")
+
+
 def test_number_words():
     assert [number_words(n) for n in (0, 13, 40, 42, 100, 107, 999)] == [
         "zero", "thirteen", "forty", "forty-two", "one hundred", "one hundred seven", "nine hundred ninety-nine"]

@@ -47,7 +47,7 @@ from olmoflow.errors import OlmoflowError
 from olmoflow.io import atomic_write_json, write_jsonl
 from olmoflow.scoring.instructions import check, describe
 
-__all__ = ["ARITH_STYLES", "CALCULATOR_TOOL", "KINDS", "TRAIN_SHARES", "calculate", "docstring_functions", "make_chat_data",
+__all__ = ["ARITH_STYLES", "ARITH_TRACES", "CALCULATOR_TOOL", "KINDS", "TRAIN_SHARES", "calculate", "docstring_functions", "make_chat_data",
            "number_words"]
 
 KINDS = ("arith", "docstring", "tool", "ifeval")
@@ -113,11 +113,35 @@ def _place_steps(a: int, b: int, sign: int) -> list[str]:
 
 #: how a problem may be asked: bare sums in digits, in words, or as a word problem with digits
 ARITH_STYLES = ("digits", "words", "story")
+#: how the ``<think>`` trace works a problem out: by place value of the second operand (``345 - 20 =
+#: 325``) or column by column, ones first (``5 - 0 = 5. 14 - 2 = 12 ...``: single-digit facts with a
+#: carry or borrow, which a tiny model with a digit-splitting tokenizer learns much sooner)
+ARITH_TRACES = ("place", "columns")
 
 
-def _arith_generator(digits: int = 3, styles: tuple[str, ...] = ARITH_STYLES) -> Generator:
+def _column_steps(a: int, b: int, sign: int) -> list[str]:
+    """``a ± b`` column by column from the ones: ``47 + 58`` -> ["7 + 8 = 15", "4 + 5 + 1 = 10"];
+    ``63 - 28`` -> ["13 - 8 = 5", "6 - 2 - 1 = 3"] (a borrowed ten shows as the 1 before the
+    digit, and is paid back in the next column). Result digits: the last digit of each step, from
+    the last step back, with an addition's final carry in front (leading zeros dropped)."""
+    steps, carry = [], 0
+    for i in range(len(str(max(a, b)))):
+        da, db = a // 10**i % 10, b // 10**i % 10
+        if sign > 0:
+            total = da + db + carry
+            steps.append(f"{da} + {db}{' + 1' if carry else ''} = {total}")
+            carry = total // 10
+        else:
+            top = da + (10 if da - carry < db else 0)
+            steps.append(f"{top} - {db}{' - 1' if carry else ''} = {top - db - carry}")
+            carry = int(top > da)
+    return steps
+
+
+def _arith_generator(digits: int = 3, styles: tuple[str, ...] = ARITH_STYLES, trace: str = "place") -> Generator:
     """Addition/subtraction problems with operands of 2..``digits`` digits (1 digit: 1..9), asked in
-    one of ``styles``; subtraction never goes below zero."""
+    one of ``styles`` and worked out in a ``trace`` (:data:`ARITH_TRACES`); subtraction never goes
+    below zero."""
     lo, hi = (1 if digits == 1 else 10), 10**digits - 1
 
     def gen(r: random.Random) -> tuple[str, Record, Record]:
@@ -139,10 +163,10 @@ def _arith_generator(digits: int = 3, styles: tuple[str, ...] = ARITH_STYLES) ->
             question = r.choice(("What is {a} {w} {b}?", "Compute {a} {o} {b}.", "{a} {o} {b} = ?")).format(
                 a=a, b=b, w="plus" if sign > 0 else "minus", o="+" if sign > 0 else "-")
             intro = f"We need {a} {'+' if sign > 0 else '-'} {b}."
-        steps = _place_steps(a, b, sign)
-        trace = " ".join([intro, *[s + "." for s in steps]])
+        steps = (_place_steps if trace == "place" else _column_steps)(a, b, sign)
+        thinking = " ".join([intro, *[s + "." for s in steps]])
         key = f"{'+' if sign > 0 else '-'}:{a}:{b}"
-        train = {"messages": [_user(question), _assistant(f"The answer is {answer}.", trace)], "answer": str(answer)}
+        train = {"messages": [_user(question), _assistant(f"The answer is {answer}.", thinking)], "answer": str(answer)}
         heldout = {"messages": [_user(question)], "prompt": question, "answer": str(answer)}
         return key, train, heldout
     return gen
@@ -441,6 +465,7 @@ def make_chat_data(
     corpus_dir: str | Path | None = None,
     arith_digits: int = 3,
     arith_styles: tuple[str, ...] | list[str] = ARITH_STYLES,
+    arith_trace: str = "place",
 ) -> dict[str, Any]:
     """Write ``sft.jsonl``, ``heldout/<kind>.jsonl`` and ``decontamination.json`` into ``out_dir``.
 
@@ -448,7 +473,8 @@ def make_chat_data(
     (docstring: one question per function, at most a quarter of the available functions; the
     rest stay for training). ``arith_digits`` (1..3) bounds the arithmetic operands (2 digits
     with digits and words mixed is what a tiny model learns in minutes) and ``arith_styles`` picks
-    the ways a problem is asked (a subset of :data:`ARITH_STYLES`).
+    the ways a problem is asked (a subset of :data:`ARITH_STYLES`), ``arith_trace`` how the
+    ``<think>`` trace works it out (:data:`ARITH_TRACES`).
     Returns ``{"train": {kind: n}, "heldout": {kind: n}, "decontamination": {...}, "files": {...}}``.
     """
     if n_train < 1 or n_heldout < 1:
@@ -459,7 +485,9 @@ def make_chat_data(
     if unknown or not arith_styles:
         raise OlmoflowError(f"make_chat_data: arith_styles {list(arith_styles)} must be a non-empty subset of "
                             f"{list(ARITH_STYLES)}")
-    arith = _arith_generator(arith_digits, tuple(arith_styles))
+    if arith_trace not in ARITH_TRACES:
+        raise OlmoflowError(f"make_chat_data: arith_trace must be one of {list(ARITH_TRACES)}, not {arith_trace!r}")
+    arith = _arith_generator(arith_digits, tuple(arith_styles), arith_trace)
     out = Path(out_dir)
     functions = docstring_functions(corpus_dir)
     r = random.Random(f"olmoflow-chat-{seed}")
