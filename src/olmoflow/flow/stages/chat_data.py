@@ -9,7 +9,7 @@ demo corpus) supplies the functions the docstring questions are about. Seeded by
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -19,6 +19,13 @@ from olmoflow.flow.registry import ReleaseFiles, StageConfig, StageContext, regi
 class ChatDataConfig(StageConfig):
     n_train: int = Field(2000, ge=1)
     n_heldout: int = Field(100, ge=1)
+    #: arithmetic operands of at most this many digits (1..3)
+    arith_digits: int = Field(3, ge=1, le=3)
+    #: how problems are asked: a subset of digits / words / story
+    arith_styles: list[Literal["digits", "words", "story"]] = Field(default_factory=lambda: ["digits", "words", "story"],
+                                                                   min_length=1)
+    #: the <think> trace: "place" (place values) or "columns" (column by column, with carries)
+    arith_trace: Literal["place", "columns"] = "place"
 
 
 @register_stage("chat_data", description="offline chat data: SFT conversations + held-out prompts",
@@ -28,6 +35,7 @@ def run(config: ChatDataConfig, inputs: dict[str, Path], out_dir: Path, ctx: Sta
 
     corpus = inputs.get("corpus")
     info = make_chat_data(out_dir, seed=ctx.seed, n_train=config.n_train, n_heldout=config.n_heldout,
-                          corpus_dir=corpus)
+                          corpus_dir=corpus, arith_digits=config.arith_digits, arith_styles=config.arith_styles,
+                          arith_trace=config.arith_trace)
     return {"train": info["train"], "heldout": info["heldout"],
             "decontamination_removed": info["decontamination"].get("removed")}
