@@ -225,18 +225,15 @@ def token_logprobs(
     :func:`lm_head_loss`, which needs no recompute). Peak memory: one [chunk, V] float32 buffer
     (two when the entropy is computed) and a float32 dW.
     """
-    shape = targets.shape
     h, weight = _prepare(h, weight, chunk_size)
-    targets = targets.reshape(-1)
-    if h.shape[0] != targets.shape[0]:
-        raise ValueError(f"h has {h.shape[0]} rows but targets has {targets.shape[0]}")
-    rows = (targets != ignore_index).nonzero()[:, 0]
-    subset = rows.numel() < targets.numel()
-    hs, ts = (h[rows], targets[rows]) if subset else (h, targets)
-    outs = _TokenLogprobs.apply(hs, weight, ts.long(), int(chunk_size), bool(entropy))
-    if subset:  # scatter back; ignored positions stay 0
-        outs = tuple(o.new_zeros(targets.shape[0]).index_copy(0, rows, o) for o in outs)
-    logp, lse, *ent = (o.view(shape) for o in outs)
+    if h.shape[0] != targets.numel():
+        raise ValueError(f"h has {h.shape[0]} rows but targets has {targets.numel()}")
+    where = (targets != ignore_index).nonzero(as_tuple=True)  # the positions to score
+    rows = torch.arange(targets.numel(), device=targets.device).view(targets.shape)[where]
+    outs = _TokenLogprobs.apply(h[rows], weight, targets[where].long(), int(chunk_size), bool(entropy))
+    # scattered into fresh tensors shaped like targets (ignored positions 0); not views, which FSDP2's
+    # hooks on forward outputs would not follow through in-place ops
+    logp, lse, *ent = (o.new_zeros(targets.shape).index_put(where, o) for o in outs)
     return logp, lse, (ent[0] if ent else None)
 
 
