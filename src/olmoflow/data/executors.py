@@ -16,23 +16,13 @@ from olmoflow.errors import OlmoflowError, require
 
 
 def _progress(quiet: bool, unit: str = "shards", stderr: bool = False):
-    """A rich bar counting ``unit`` done, with elapsed time and ETA (nothing when ``quiet``);
-    ``stderr`` keeps stdout for a command's summary lines."""
+    """A bar counting ``unit`` done, with elapsed time and ETA (nothing when ``quiet``); ``stderr``
+    keeps stdout for a command's summary lines."""
     if quiet:
         return nullcontext(None)
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from olmoflow.progress import progress_bar
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False,
-                    console=Console(stderr=True) if stderr else None)
+    return progress_bar(unit=unit, stderr=stderr, elapsed=True)
 
 
 def _mp_context():

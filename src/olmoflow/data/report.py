@@ -48,10 +48,11 @@ def decontamination_report(output: Path, step_names: list[str]) -> dict[str, Any
 
 
 def _histogram_png(hist: dict[str, int], path: Path, title: str, xlabel: str, numeric_sort: bool = True) -> None:
-    import matplotlib
+    from olmoflow.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
+    if plt is None:
+        raise ImportError("matplotlib")
 
     keys = sorted(hist, key=float) if numeric_sort else sorted(hist)
     fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -63,8 +64,7 @@ def _histogram_png(hist: dict[str, int], path: Path, title: str, xlabel: str, nu
         ax.tick_params(axis="x", labelrotation=90, labelsize=7)
     ax.set_yscale("log" if max(hist.values(), default=1) > 50 else "linear")
     fig.subplots_adjust(left=0.12, right=0.97, top=0.88, bottom=0.3 if len(keys) > 12 else 0.17)
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _mb(n: int) -> str:

@@ -99,8 +99,7 @@ def evaluate_lm(
     lm: HarnessLM, tasks: list[str | Task], limit: int | None = None, seed: int = 0, quiet: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Run ``tasks`` on an already-built ``HarnessLM``; returns ``{task name: result}``."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from olmoflow.progress import progress_bar
 
     loaded = []
     for task in resolve_tasks(tasks):
@@ -109,9 +108,7 @@ def evaluate_lm(
             docs = limit_docs(docs, limit)
         loaded.append((task, docs, pool))
     out: dict[str, dict[str, Any]] = {}
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("requests"), TimeRemainingColumn(),
-                        console=Console(stderr=True, quiet=quiet), disable=quiet)
+    progress = progress_bar(quiet=quiet, unit="requests")
     with progress:
         for task, docs, pool in loaded:
             bar = progress.add_task(task.name, total=n_requests(task, docs))

@@ -37,10 +37,11 @@ def list_step_dirs(run_dir: str | Path) -> list[tuple[int, Path]]:
 
 def sweep_figure(rows: list[dict[str, Any]], title: str = ""):
     """The matplotlib figure of :func:`plot_sweep`: one panel per (task, metric) against step."""
-    import matplotlib
+    from olmoflow.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
+    if plt is None:
+        raise ImportError("matplotlib")
 
     keys = sorted({k for r in rows for k in r["metrics"]})
     n = max(1, len(keys))
@@ -64,13 +65,9 @@ def sweep_figure(rows: list[dict[str, Any]], title: str = ""):
 
 def plot_sweep(rows: list[dict[str, Any]], out_png: Path, title: str = "") -> Path:
     """One subplot per (task, metric): metric value against training step."""
-    import matplotlib.pyplot as plt
+    from olmoflow.plots import save_figure
 
-    fig = sweep_figure(rows, title)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return out_png
+    return save_figure(sweep_figure(rows, title), out_png, dpi=100)
 
 
 def sweep_checkpoints(

@@ -6,8 +6,8 @@ counts, pretrain's training loss, evaluate's results and checkpoint sweep, ...);
 generation (``sample.json``, written by export or any stage); lineage; environment. A section whose
 stages did not complete says "not run"; the report never crashes on a partial or failed run.
 
-The helpers below (``fmt``, ``flat``, ``plot_series``, ``plot_grid``, ``save_figure``) are for
-stage types' section renderers.
+The helpers below (``fmt``, ``flat``, ``plot_series``, ``plot_grid``) are for stage types' section
+renderers; figures are saved with ``olmoflow.plots.save_figure``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from olmoflow.errors import OlmoflowError
 from olmoflow.flow.lineage import build_lineage, format_text
 from olmoflow.flow.registry import STAGES, StageArtifact, load_builtin_stages, load_plugins
 from olmoflow.flow.store import is_complete, read_manifest
+from olmoflow.plots import pyplot, save_figure
 
-__all__ = ["NOT_RUN", "flat", "fmt", "load_state", "plot_grid", "plot_series", "save_figure", "write_report"]
+__all__ = ["NOT_RUN", "flat", "fmt", "load_state", "plot_grid", "plot_series", "write_report"]
 
 NOT_RUN = "_not run_"
 
@@ -110,24 +111,10 @@ def _stages_section(state: dict[str, Any], arts: dict[str, tuple[Path, dict]]) -
     return lines + [""]
 
 
-def save_figure(fig, path: Path) -> Path:
-    """Write a report figure (no software stamp: bytes depend only on the data) and free it."""
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
-    return path
-
-
 def plot_series(path: Path, series: dict[str, tuple[list, list]], xlabel: str, ylabel: str, title: str) -> bool:
     """One line per ``label -> (xs, ys)`` in one panel, saved to ``path``; False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
     for label, (xs, ys) in series.items():
@@ -146,12 +133,8 @@ def plot_series(path: Path, series: dict[str, tuple[list, list]], xlabel: str, y
 def plot_grid(path: Path, series: dict[str, tuple[list, list]], title: str, max_panels: int = 9) -> bool:
     """One small panel per metric (metrics have different scales); perplexity is left out when
     bits per byte is there (same information)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     keys = [k for k in series if not ("perplexity" in k and any("bits_per_byte" in j for j in series))]
     keys = keys[:max_panels]

@@ -87,19 +87,14 @@ def train_tokenizer(
     """Train a byte-level BPE tokenizer on ``inputs`` and save it to ``out_dir``; returns ``out_dir``.
 
     ``max_docs`` trains on a seeded uniform sample of that many documents. ``split_digits`` makes
-    every digit its own token (numbers are never merged), which tiny models need to learn arithmetic. ``vocab_size`` counts the
-    special tokens and the 256 byte symbols; a small corpus may stop short of it (no pairs left).
+    every digit its own token (numbers are never merged), which tiny models need to learn arithmetic.
+    ``vocab_size`` counts the special tokens and the 256 byte symbols; a small corpus may stop short
+    of it (no pairs left).
     """
     from rich.console import Console
     from rich.markup import escape
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+
+    from olmoflow.progress import progress_bar
 
     if vocab_size < MIN_VOCAB_SIZE:
         raise OlmoflowError(
@@ -121,16 +116,7 @@ def train_tokenizer(
 
     stats = CorpusStats()
     total_bytes = sum(p.stat().st_size for p in files)
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[docs]:,} docs"),
-        console=console,
-        disable=quiet,
-    )
+    progress = progress_bar(quiet=quiet, transfer=True, fields=("{task.fields[docs]:,} docs",), console=console)
     tok = build_tokenizer(split_digits)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

@@ -90,16 +90,7 @@ class MetricsWriter:
 
 
 def make_progress(disable: bool):
-    """A rich progress bar showing step, loss, tokens/s and ETA."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    """The training loop's bar: step, loss, tokens/s and ETA (the objective's name as description)."""
+    from olmoflow.progress import progress_bar
 
-    return Progress(
-        TextColumn("[bold]pretrain"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TextColumn("{task.fields[tok_s]} tok/s"),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        disable=disable,
-    )
+    return progress_bar(quiet=disable, fields=("loss {task.fields[loss]}", "{task.fields[tok_s]} tok/s"), stderr=False)

@@ -24,8 +24,9 @@ from olmoflow.flow.registry import (
     StageContext,
     register_stage,
 )
-from olmoflow.flow.report import fmt, save_figure
+from olmoflow.flow.report import fmt
 from olmoflow.flow.stages._common import files_in, need
+from olmoflow.plots import pyplot, save_figure
 
 
 class CurateConfig(StageConfig):
@@ -81,11 +82,9 @@ def _size_unit(stats: Any) -> str:
 
 def funnel_figure(rows: list[tuple[str, Any, Any, Any, Any]], title: str):
     """Horizontal bars: documents kept after each curation step, first step on top."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
+    if plt is None:
+        raise ImportError("matplotlib")
     rows = [r for r in rows if isinstance(r[2], int | float)]
     names = [r[0] for r in rows]
     kept = [r[2] for r in rows]
