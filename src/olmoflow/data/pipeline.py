@@ -24,6 +24,7 @@ from olmoflow.data.recipe import Recipe
 from olmoflow.data.stats import Stats
 from olmoflow.data.steps import Context, GlobalStep, Step
 from olmoflow.data.steps.base import Doc
+from olmoflow.io import atomic_write_text
 
 WORK = "_work"
 OUTPUT_DIRS = ("documents", "attributes", "removed", "quarantine", WORK)
@@ -89,9 +90,7 @@ def _marker_ok(path: Path, run_hash: str) -> bool:
 
 
 def _write_marker(path: Path, run_hash: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(run_hash)
-    os.replace(tmp, path)
+    atomic_write_text(path, run_hash, fsync=False)
 
 
 def _dump_pickle(path: Path, obj: Any) -> None:

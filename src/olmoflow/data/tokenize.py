@@ -11,7 +11,6 @@ warning on stderr.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -23,6 +22,7 @@ import numpy as np
 from olmoflow.data.documents import damage_warning, dumps, is_damage, list_doc_files, read_jsonl, read_parquet
 from olmoflow.data.tokens import ShardWriter, dtype_for, write_meta
 from olmoflow.errors import OlmoflowError
+from olmoflow.io import atomic_write_text
 
 EOS_TOKEN = "<|endoftext|>"
 
@@ -120,9 +120,7 @@ def tokenize(
     by_reason = Counter(q["reason"].split(" ")[0] for q in bad)  # "malformed_json (detail)" -> reason
     qpath = out / "quarantine.jsonl"
     if bad:
-        tmp = qpath.with_name(qpath.name + ".tmp")
-        tmp.write_text("".join(dumps(q) + "\n" for q in bad), encoding="utf-8")
-        os.replace(tmp, qpath)
+        atomic_write_text(qpath, "".join(dumps(q) + "\n" for q in bad), fsync=False)
     else:
         qpath.unlink(missing_ok=True)
     extra = {"quarantined": len(bad), "quarantined_by_reason": dict(sorted(by_reason.items()))}

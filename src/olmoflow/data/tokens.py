@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from olmoflow.errors import OlmoflowError
+from olmoflow.io import atomic_write_text
 
 FORMAT = "olmoflow-tokens-v2"
 META = "meta.json"
@@ -117,10 +118,7 @@ def write_meta(out: str | Path, shards: list[dict[str, Any]], vocab_size: int, e
         "n_docs": sum(s["n_docs"] for s in shards), "sources": dict(sorted(sources.items())), "shards": shards,
         **(extra or {}),
     }
-    path = Path(out) / META
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(Path(out) / META, json.dumps(meta, indent=1), fsync=False)
     return meta
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from olmoflow.errors import OlmoflowError
 from olmoflow.eval.tasks import Task, register
+from olmoflow.io import sha256_file
 
 __all__ = ["olmo_eval_dir", "read_jsonl", "jsonl_task", "arith_task", "make_arith_docs", "humaneval_problems"]
 
@@ -342,9 +343,8 @@ def jsonl_task(path: str, kind: str | None) -> Task:
         extra = dict(stop=["\n\n", "\nQuestion:"], max_gen_toks=64)
     if kind == "chat":
         extra = dict(max_gen_toks=128)
-    import hashlib
 
-    digest = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+    digest = sha256_file(p)[:16]
     return Task(name=f"{kind}:{p.name}", kind=kind, loader=lambda: (docs, docs), source=f"{p}#sha256:{digest}", **extra)
 
 

@@ -23,7 +23,6 @@ and PMI normalisations), ``mc`` lists the answers with letters and scores `` A``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
@@ -32,6 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from olmoflow.errors import OlmoflowError
+from olmoflow.io import sha256_bytes
 
 __all__ = ["Task", "get_task", "list_tasks", "register", "fewshot_examples", "LETTERS"]
 
@@ -90,7 +90,7 @@ class Task:
         return d
 
     def config_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()[:16]
+        return sha256_bytes(json.dumps(self.config(), sort_keys=True).encode())[:16]
 
     def query(self, doc: dict[str, Any]) -> str:
         """The cloze prompt of an rc item (ends right before the answer)."""

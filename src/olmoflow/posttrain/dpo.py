@@ -22,6 +22,7 @@ template; only the response's assistant tokens are scored.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from pydantic import Field, model_validator
 
 from olmoflow.config import Config
 from olmoflow.errors import OlmoflowError
+from olmoflow.io import atomic_write_bytes, iter_records
 from olmoflow.train.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from olmoflow.train.data import IGNORE_INDEX
 from olmoflow.train.lm import LMObjective
@@ -131,8 +133,6 @@ def load_pairs(paths: list[str], tok, max_len: int) -> list[PreferencePair]:
     """Read and tokenize preference pairs; any malformed record is a one-line error naming the file,
     line and field (a preference file is small and hand-made or built by ``olmoflow pairs``: a bad
     record means a bad file, so nothing is skipped silently)."""
-    from olmoflow.io import iter_records
-
     out: list[PreferencePair] = []
     for path in paths:
         for where, rec in iter_records(path):
@@ -278,9 +278,9 @@ class DPOObjective(LMObjective):
         del ref
         if run.rank == 0:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp.npz")
-            np.savez(tmp, key=np.array(key), **{f"s{k}": s.ref for k, s in enumerate(sources)})
-            tmp.replace(cache)
+            buf = io.BytesIO()
+            np.savez(buf, key=np.array(key), **{f"s{k}": s.ref for k, s in enumerate(sources)})
+            atomic_write_bytes(cache, buf.getvalue())
 
     def normalizer(self, micro_batch) -> float:
         return int(micro_batch["chosen_ids"].shape[0])

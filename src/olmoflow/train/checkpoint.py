@@ -18,7 +18,6 @@ match it, is never loaded (:class:`CheckpointError` names the file).
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import random
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 
 from olmoflow.errors import OlmoflowError
+from olmoflow.io import sha256_file
 from olmoflow.train import distributed as D
 
 __all__ = [
@@ -62,12 +62,12 @@ class CheckpointError(OlmoflowError):
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+    """sha256 of a checkpoint file, flushed to disk on the way (a manifest must not name a file that a
+    crash could still lose)."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+        digest = sha256_file(f)
         os.fsync(f.fileno())
-    return h.hexdigest()
+    return digest
 
 
 def _fsync_dir(path: Path) -> None:
