@@ -31,7 +31,9 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "canonical_json",
+    "JsonlWriter",
     "iter_jsonl",
+    "json_line",
     "iter_records",
     "read_jsonl",
     "sha256_bytes",
@@ -125,35 +127,61 @@ def read_jsonl(path: str | Path, skip_bad: bool = False) -> list[Any]:
     return list(iter_jsonl(path, skip_bad=skip_bad))
 
 
-def _dump_line(row: Any) -> str:
-    return json.dumps(row, ensure_ascii=False, default=str) + "\n"
+def json_line(obj: Any) -> str:
+    """One compact, deterministic JSON line (key order as given, UTF-8 kept, ``default=str``), no newline."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def write_jsonl(path: str | Path, rows: Iterable[Any], atomic: bool = True) -> int:
-    """Write ``rows`` one JSON object per line (``.gz`` compressed by suffix); return the count.
+class JsonlWriter:
+    """Write JSON lines to ``path`` atomically (temp file + rename; removed on an exception);
+    ``.gz`` (mtime 0) and ``.zst`` by suffix, byte-stable for the same records."""
 
-    ``atomic`` (default) writes a temp file and renames it, so a reader never sees a partial file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    target = path
-    if atomic:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
-        os.close(fd)
-        target = Path(tmp)
-    n = 0
-    try:
-        with _open_text(target, "w") as f:
-            for row in rows:
-                f.write(_dump_line(row))
-                n += 1
-        if atomic:
-            os.replace(target, path)
-    except BaseException:
-        if atomic:
-            target.unlink(missing_ok=True)
-        raise
-    return n
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self._raw = open(self.tmp, "wb")
+        name = str(self.path)
+        if name.endswith(".gz"):
+            self._f: Any = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=1)
+        elif name.endswith(".zst"):
+            import zstandard
+
+            self._f = zstandard.ZstdCompressor(level=3).stream_writer(self._raw, closefd=False)
+        else:
+            self._f = self._raw
+        self.count = 0
+
+    def write(self, obj: Any) -> None:
+        self._f.write((json_line(obj) + "\n").encode("utf-8"))
+        self.count += 1
+
+    def close(self) -> None:
+        if self._f is not self._raw:
+            self._f.close()
+        self._raw.close()
+        os.replace(self.tmp, self.path)
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            if self._f is not self._raw:
+                self._f.close()
+            self._raw.close()
+            self.tmp.unlink(missing_ok=True)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[Any]) -> int:
+    """Write ``rows`` one JSON value per line with :class:`JsonlWriter` (atomic, compression by
+    suffix, byte-stable); returns the count."""
+    with JsonlWriter(path) as w:
+        for row in rows:
+            w.write(row)
+        return w.count
 
 
 def append_jsonl(path: str | Path, row: Any) -> None:
@@ -161,7 +189,7 @@ def append_jsonl(path: str | Path, row: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
-        f.write(_dump_line(row))
+        f.write(json_line(row) + "\n")
 
 
 # ------------------------------------------------------------------------------------- hashing

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-import json
 import os
 import random
 import sysconfig
@@ -202,8 +201,7 @@ def build_demo_corpus(
         result["docs"][name] = len(docs)
         result["bytes"][name] = path.stat().st_size
     eval_path = out / "math_eval.jsonl"
-    with open(eval_path, "w", encoding="utf-8") as f:
-        for i, e in enumerate(evals):
-            f.write(json.dumps({"id": f"math_eval-{i:04d}", "question": e["question"], "answer": e["answer"]}) + "\n")
+    write_jsonl(eval_path, [{"id": f"math_eval-{i:04d}", "question": e["question"], "answer": e["answer"]}
+                            for i, e in enumerate(evals)])
     result["eval"] = str(eval_path)
     return result

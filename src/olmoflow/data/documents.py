@@ -10,7 +10,6 @@ Memory is bounded: lines longer than ``max_doc_bytes`` are skipped in chunks, ne
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import os
@@ -20,6 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from olmoflow.io import JsonlWriter, json_line, write_jsonl  # noqa: F401 (re-exported)
 
 #: JSON-lines document files, plain or compressed
 JSONL_SUFFIXES = tuple(s + c for s in (".jsonl", ".json", ".ndjson") for c in ("", ".gz", ".zst"))
@@ -450,58 +451,8 @@ def expand_inputs(inputs: str | Path | list[str | Path], files_per_shard: int = 
     return shards
 
 
-def dumps(obj: Any) -> str:
-    """Compact, deterministic JSON line (key order as inserted, UTF-8 kept)."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-class JsonlWriter:
-    """Write JSON lines to ``path`` atomically (tmp file + rename); .gz (mtime 0) and .zst are byte-stable."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
-        self._raw = open(self.tmp, "wb")
-        name = str(self.path)
-        if name.endswith(".gz"):
-            self._f: Any = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=1)
-        elif name.endswith(".zst"):
-            import zstandard
-
-            self._f = zstandard.ZstdCompressor(level=3).stream_writer(self._raw, closefd=False)
-        else:
-            self._f = self._raw
-        self.count = 0
-
-    def write(self, obj: dict[str, Any]) -> None:
-        self._f.write((dumps(obj) + "\n").encode("utf-8"))
-        self.count += 1
-
-    def close(self) -> None:
-        if self._f is not self._raw:
-            self._f.close()
-        self._raw.close()
-        os.replace(self.tmp, self.path)
-
-    def __enter__(self) -> JsonlWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self._f.close() if self._f is not self._raw else None
-            self._raw.close()
-            self.tmp.unlink(missing_ok=True)
-
-
-def write_jsonl(path: str | Path, docs: list[dict[str, Any]] | Iterator[dict[str, Any]]) -> int:
-    """Write documents to a JSONL file (compression from the suffix); returns the count."""
-    with JsonlWriter(path) as w:
-        for d in docs:
-            w.write(d)
-        return w.count
+#: the JSON-lines writer and line format of documents are olmoflow.io's (one implementation)
+dumps = json_line
 
 
 def iter_docs(path: str | Path, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[dict[str, Any]]:

@@ -23,6 +23,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_token
 
 from olmoflow.data.documents import damage_warning, is_damage, list_doc_files
 from olmoflow.errors import OlmoflowError
+from olmoflow.io import write_jsonl
 from olmoflow.tokenizer.chat import CHAT_TEMPLATE
 from olmoflow.tokenizer.corpus import SUPPORTED, CorpusStats, iter_texts
 from olmoflow.tokenizer.special import EOS, MARKUP_TOKENS, MIN_VOCAB_SIZE, PAD, SPECIAL_TOKENS
@@ -167,7 +168,7 @@ def train_tokenizer(
     (out_dir / "train_info.json").write_text(json.dumps(info, indent=2) + "\n")
     quarantine = out_dir / "quarantine.jsonl"
     if stats.quarantined:
-        quarantine.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in stats.quarantined))
+        write_jsonl(quarantine, stats.quarantined)
         for q in stats.quarantined:
             if is_damage(q):
                 console.print(damage_warning(q), soft_wrap=True, markup=False, highlight=False)

@@ -30,10 +30,9 @@ def truncate_metrics(path: str | Path, last_step: int) -> None:
     p = Path(path)
     if not p.is_file():
         return
-    keep = [r for r in read_metrics(p) if r.get("step", 0) <= last_step]
-    tmp = p.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-    tmp.replace(p)
+    from olmoflow.io import write_jsonl
+
+    write_jsonl(p, [r for r in read_metrics(p) if r.get("step", 0) <= last_step])
 
 
 class MetricsWriter:
