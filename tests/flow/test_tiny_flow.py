@@ -17,7 +17,18 @@ SMALL = ["corpus.max_docs_per_source=60", "corpus.n_math=300", "corpus.n_math_ev
          "corpus.heldout_per_source=5", "tokenizer.vocab_size=1024", "mix.total_tokens=60000",
          "pretrain.steps=12", "pretrain.checkpoint.every=6", "pretrain.micro_batch=8",
          "pretrain.global_batch_tokens=1024", "evaluate.limit=8", "evaluate.sweep_limit=4",
-         "evaluate.optional_tasks=[]", "export.sample_tokens=8"]
+         "evaluate.optional_tasks=[]", "export.sample_tokens=8",
+         # post-training: a few steps each (the full sizes are the demo's)
+         "chat.n_train=200", "chat.n_heldout=10", "sft.steps=4", "sft.checkpoint.every=2",
+         "sft.micro_batch=8", "sft.global_batch_tokens=2048", "pairs.limit=12", "pairs.strong_samples=2",
+         "pairs.max_new_tokens=16", "pairs.require_better=false", "dpo.steps=2", "dpo.global_batch_pairs=4",
+         "dpo.micro_batch=2", "rlvr.steps=2", "rlvr.prompts_per_step=2", "rlvr.rollout.group_size=2",
+         "rlvr.rollout.max_new_tokens=8", "rlvr.eval_every=2", "rlvr.data.heldout_limit=4",
+         "rlvr.active_sampling=false", "rlvr.micro_batch=8", "chat_eval.limit=4", "chat_eval_base.limit=4",
+         "chat_eval_sft.limit=4", "chat_eval_dpo.limit=4"]
+#: every stage of the tiny flow, in order
+STAGES = ["corpus", "curate", "tokenizer", "tokenize", "mix", "pretrain", "evaluate", "chat", "sft", "pairs", "dpo",
+          "rlvr", "chat_eval_base", "chat_eval_sft", "chat_eval_dpo", "chat_eval", "export"]
 
 
 def test_packaged_tiny_flow_is_the_repo_flow():
@@ -26,9 +37,9 @@ def test_packaged_tiny_flow_is_the_repo_flow():
 
 def test_tiny_flow_plans_every_stage_of_the_model_flow(tmp_path, cli):
     spec = load_flow(tiny_flow_path())
-    assert toposort(spec) == ["corpus", "curate", "tokenizer", "tokenize", "mix", "pretrain", "evaluate", "export"]
+    assert sorted(toposort(spec)) == sorted(STAGES)
     out = cli("run", "--dry-run", str(tiny_flow_path()), "--workdir", str(tmp_path / "w"), *SMALL).stdout
-    assert out.count("would run") == 8
+    assert out.count("would run") == len(STAGES)
     assert not (tmp_path / "w").exists()
 
 
@@ -41,7 +52,8 @@ def test_tiny_flow_end_to_end(tmp_path, cli):
     assert all(state["stages"][n]["status"] == "run" for n in state["order"])
     text = (wd / "REPORT.md").read_text()
     for section in ("## Stages", "## Data funnel", "## Training loss", "## Evaluation", "## Sample generation",
-                    "## Lineage", "## Environment"):
+                    "## Post-training: SFT", "## Post-training: DPO", "## Post-training: RLVR", "## Lineage",
+                    "## Environment"):
         assert section in text
     assert "| decontaminate |" in text and "| minhash_dedup |" in text
     assert "pretrain: 12 logged steps" in text and "(report/loss-pretrain.png)" in text
@@ -77,7 +89,9 @@ def test_tiny_flow_end_to_end(tmp_path, cli):
     cli("fork", "--from", str(ckpt), "--flow", str(tiny_flow_path()), "--workdir", str(wd), "--quiet", *SMALL,
         "pretrain.steps=4")
     forked = json.loads((wd / "flow.json").read_text())
-    assert [n for n in forked["order"] if forked["stages"][n]["status"] == "run"] == ["pretrain", "evaluate", "export"]
+    upstream = {"corpus", "curate", "tokenizer", "tokenize", "mix", "chat"}  # do not depend on pretrain: cached
+    assert [n for n in forked["order"] if forked["stages"][n]["status"] == "run"] == [
+        n for n in forked["order"] if n not in upstream]
     m = json.loads((wd / forked["stages"]["pretrain"]["artifact"] / "manifest.json").read_text())
     assert m["fork_origin"]["artifact_id"] == state["stages"]["pretrain"]["id"]
     assert m["fork_origin"]["subpath"] == "checkpoints/step-6"

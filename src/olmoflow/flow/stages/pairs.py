@@ -9,10 +9,11 @@ prompt = everything before the last assistant turn — or a JSONL of prompt reco
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import model_validator
 
+from olmoflow.errors import OlmoflowError
 from olmoflow.flow.registry import ReleaseFiles, StageConfig, StageContext, refuse_runner_keys, register_stage
 from olmoflow.flow.stages._common import model_dir, need
 from olmoflow.flow.stages._posttrain import find_file
@@ -24,6 +25,10 @@ RUNNER_KEYS = ("prompts", "strong", "weak", "tokenizer", "out", "seed")
 
 class PairsStageConfig(PairsConfig, StageConfig):
     """``PairsConfig`` without what the runner fills (models, tokenizer and prompts are inputs)."""
+
+    #: which weights of the ``weak`` input: its final model, or (a training run's) earliest
+    #: intermediate checkpoint — e.g. the SFT run itself early on, "a much weaker model"
+    weak_checkpoint: Literal["final", "earliest"] = "final"
 
     @model_validator(mode="before")
     @classmethod
@@ -42,8 +47,15 @@ def run(config: PairsStageConfig, inputs: dict[str, Path], out_dir: Path, ctx: S
 
     prompts = find_file(need(inputs, "prompts", ctx.stage, "prompt records"), ("prompts.jsonl", "sft.jsonl"),
                         ctx.stage, "prompts")
-    cfg = PairsConfig(**config.resolved(), prompts=[str(prompts)], out=str(out_dir), seed=ctx.seed,
+    weak = need(inputs, "weak", ctx.stage, "the weaker model")
+    if config.weak_checkpoint == "earliest":
+        steps = sorted(Path(weak).glob("checkpoints/step-*"), key=lambda d: int(d.name.removeprefix("step-")))
+        if not steps:
+            raise OlmoflowError(f"stage {ctx.stage!r}: weak_checkpoint 'earliest' but {weak} has no checkpoints/step-N")
+        weak = steps[0]
+    settings = {k: v for k, v in config.resolved().items() if k != "weak_checkpoint"}
+    cfg = PairsConfig(**settings, prompts=[str(prompts)], out=str(out_dir), seed=ctx.seed,
                       strong=str(model_dir(need(inputs, "strong", ctx.stage, "the stronger model"))),
-                      weak=str(model_dir(need(inputs, "weak", ctx.stage, "the weaker model"))),
+                      weak=str(model_dir(weak)),
                       tokenizer=str(need(inputs, "tokenizer", ctx.stage, "a tokenizer dir")))
     return build_pairs(cfg, quiet=ctx.quiet)
