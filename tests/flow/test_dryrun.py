@@ -57,3 +57,20 @@ def test_dry_run_of_toy_flow_shows_cached_stages(flow_file, tmp_path, cli):
     assert out.count("cached") == 3 and out.count("would run") == 2
     assert sorted(p.name for p in (wd / "artifacts").iterdir()) == before
     assert (wd / "log.jsonl").read_text() == log_before
+
+
+def test_rl_zero_flow_plans_the_real_and_the_random_reward_run_from_one_base(tmp_path, cli):
+    """flows/rl_zero.yaml: the two RL-Zero runs differ only in the reward and share base stages with the demo."""
+    import yaml
+
+    path = REPO / "flows" / "rl_zero.yaml"
+    spec = yaml.safe_load(path.read_text())
+    real, control = spec["stages"]["rl_zero"], spec["stages"]["rl_zero_random"]
+    assert real["inputs"] == control["inputs"] and real["inputs"]["model"] == "${stages.pretrain}"
+    assert {k: v for k, v in control["config"].items() if k != "reward"} == real["config"]
+    assert control["config"]["reward"] == "random" and real["config"]["prompt_format"] == "plain"
+    tiny = yaml.safe_load((REPO / "flows" / "tiny.yaml").read_text())["stages"]
+    for name in ("corpus", "curate", "tokenizer", "tokenize", "mix", "pretrain", "chat"):
+        assert spec["stages"][name] == tiny[name], name  # same cache keys: a demo workdir reuses them
+    out = cli("run", "--dry-run", str(path), "--workdir", str(tmp_path / "w")).stdout
+    assert "rl_zero_random" in out and out.count("would run") == len(spec["stages"])
