@@ -20,14 +20,15 @@ SMALL = ["corpus.max_docs_per_source=60", "corpus.n_math=300", "corpus.n_math_ev
          "evaluate.optional_tasks=[]", "export.sample_tokens=8",
          # post-training: a few steps each (the full sizes are the demo's)
          "chat.n_train=200", "chat.n_heldout=10", "sft.steps=4", "sft.checkpoint.every=2",
-         "sft.micro_batch=8", "sft.global_batch_tokens=2048", "pairs.limit=12", "pairs.strong_samples=2",
+         "sft.micro_batch=8", "sft.global_batch_tokens=2048", "sft2.steps=2", "sft2.micro_batch=8",
+         "sft2.global_batch_tokens=2048", "pairs.limit=12", "pairs.strong_samples=2",
          "pairs.max_new_tokens=16", "pairs.require_better=false", "dpo.steps=2", "dpo.global_batch_pairs=4",
          "dpo.micro_batch=2", "rlvr.steps=2", "rlvr.prompts_per_step=2", "rlvr.rollout.group_size=2",
          "rlvr.rollout.max_new_tokens=8", "rlvr.eval_every=2", "rlvr.data.heldout_limit=4",
          "rlvr.active_sampling=false", "rlvr.micro_batch=8", "chat_eval.limit=4", "chat_eval_base.limit=4",
          "chat_eval_sft.limit=4", "chat_eval_dpo.limit=4"]
 #: every stage of the tiny flow, in order
-STAGES = ["corpus", "curate", "tokenizer", "tokenize", "mix", "pretrain", "evaluate", "chat", "sft", "pairs", "dpo",
+STAGES = ["corpus", "curate", "tokenizer", "tokenize", "mix", "pretrain", "evaluate", "chat", "sft", "sft2", "pairs", "dpo",
           "rlvr", "chat_eval_base", "chat_eval_sft", "chat_eval_dpo", "chat_eval", "export"]
 
 

@@ -64,5 +64,6 @@ def pairs_main(argv: list[str]) -> int:
     stats = build_pairs(cfg, quiet=args.quiet)
     print(json.dumps(stats) if args.json else
           f"pairs: kept {stats['kept']} of {stats['prompts']} prompts (not better {stats['not_better']}, "
-          f"length delta {stats['length_delta']}, empty {stats['empty_response']}) -> {cfg.out}/pairs.jsonl")
+          f"length delta {stats['length_delta']}, too long {stats['too_long']}, empty {stats['empty_response']}) "
+          f"-> {cfg.out}/pairs.jsonl")
     return 0

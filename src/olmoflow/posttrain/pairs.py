@@ -46,6 +46,9 @@ class PairsConfig(Config):
     max_new_tokens: int = Field(128, ge=1)
     #: length control: keep pairs whose token lengths differ by at most this
     max_len_delta: int = Field(100, ge=0)
+    #: drop pairs whose prompt + response (either side) is longer than this many tokens (set it to the
+    #: DPO stage's seq_len, which refuses longer pairs); None: no limit
+    max_len: int | None = Field(None, ge=2)
     #: use at most this many prompts (None: all)
     limit: int | None = Field(None, ge=1)
     #: with a verifier, keep a pair only when chosen scores strictly higher than rejected
@@ -130,12 +133,13 @@ def build_pairs(cfg: PairsConfig, quiet: bool = False) -> dict[str, Any]:
     ids = [tok.encode_chat(p, add_generation_prompt=True) for p in prompts]
     strong = _sample(cfg.strong, tok, ids, cfg.strong_samples, cfg, cfg.seed, "strong", quiet)
     weak = _sample(cfg.weak, tok, ids, cfg.weak_samples, cfg, cfg.seed + 1, "weak", quiet)
-    counts = {"prompts": len(records), "kept": 0, "not_better": 0, "length_delta": 0, "empty_response": 0}
+    counts = {"prompts": len(records), "kept": 0, "not_better": 0, "length_delta": 0, "empty_response": 0,
+              "too_long": 0}
     verified = {"chosen_correct": 0, "rejected_correct": 0, "with_verifier": 0}
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = []
-    for (where, rec), prompt, s_res, w_res in zip(records, prompts, strong, weak):
+    for (where, rec), prompt, prompt_ids, s_res, w_res in zip(records, prompts, ids, strong, weak):
         s_scored = [(verify(rec, r.text or ""), r) for r in s_res]
         w_scored = [(verify(rec, r.text or ""), r) for r in w_res]
         # chosen: the strong sample with the highest verified score (first on ties: seeded order)
@@ -153,6 +157,9 @@ def build_pairs(cfg: PairsConfig, quiet: bool = False) -> dict[str, Any]:
                 counts["not_better"] += 1
                 continue
         n_c, n_r = len(chosen.token_ids), len(rejected.token_ids)
+        if cfg.max_len is not None and len(prompt_ids) + max(n_c, n_r) + 1 > cfg.max_len:
+            counts["too_long"] += 1
+            continue
         if abs(n_c - n_r) > cfg.max_len_delta:
             counts["length_delta"] += 1
             continue

@@ -30,7 +30,8 @@ class ExportConfig(StageConfig):
 
 
 def sample(model_path: Path, tok_dir: Path, prompt: str, max_new_tokens: int, seed: int) -> dict:
-    """Greedy continuation of ``prompt`` with the exported model (what the demo prints)."""
+    """Greedy continuation of ``prompt`` with the exported model (what the demo prints); it stops at the
+    end of a document or of a chat turn."""
     from olmoflow.inference import generate
     from olmoflow.model import load
     from olmoflow.tokenizer import Tok
@@ -38,7 +39,7 @@ def sample(model_path: Path, tok_dir: Path, prompt: str, max_new_tokens: int, se
     tok = Tok.from_dir(tok_dir)
     model = load(model_path).eval()
     [res] = generate(model, [tok.encode(prompt)], max_new_tokens=max_new_tokens, temperature=0.0,
-                     stop_token_ids=[tok.eos_id], seed=seed, tokenizer=tok)
+                     stop_token_ids=tok.stop_ids, seed=seed, tokenizer=tok)
     return {"prompt": prompt, "completion": tok.decode(res.token_ids), "max_new_tokens": max_new_tokens,
             "finish_reason": res.finish_reason}
 
