@@ -135,7 +135,7 @@ def _curve(run_dir: Path) -> list[tuple]:
 
 def test_resume_is_exact_and_reuses_the_reference_cache(root, tmp_path):
     """Uninterrupted 4 steps vs resume from the step-2 checkpoint: identical losses and metrics; the
-    reference log-probs are read from reference_logps.npz (not rewritten), also when the resumed run
+    reference log-probs are read from reference_logps.json (not rewritten), also when the resumed run
     is made longer."""
     full = tmp_path / "full"
     cfg = dict(global_batch_pairs=2, micro_batch=1, steps=4, checkpoint={"every": 2})
@@ -147,7 +147,7 @@ def test_resume_is_exact_and_reuses_the_reference_cache(root, tmp_path):
     shutil.copytree(full, cut)
     shutil.rmtree(cut / "checkpoints" / "step-4")
     shutil.rmtree(cut / "final")
-    cache = cut / "reference_logps.npz"
+    cache = cut / "reference_logps.json"
     before = (cache.stat().st_mtime_ns, cache.read_bytes())
     dpo(dpo_config(root, run_dir=str(cut), **cfg), quiet=True, resume=True)
     assert _curve(cut) == expected
@@ -163,7 +163,7 @@ def test_reference_cache_is_keyed_by_data(root, tmp_path):
     scored again (a stale cache is never used)."""
     run = tmp_path / "run"
     dpo(dpo_config(root, run_dir=str(run), steps=1), quiet=True)
-    first = np.load(run / "reference_logps.npz")["s0"].copy()
+    first = np.asarray(json.loads((run / "reference_logps.json").read_text())["logps"][0])
     reference = load(root / "reference").eval()
     obj = _objective(dpo_config(root, run_dir=str(run)))
     pair = obj.sampler.sources[0].pairs[0]
@@ -174,4 +174,4 @@ def test_reference_cache_is_keyed_by_data(root, tmp_path):
     other = write_jsonl(tmp_path / "other.jsonl", pair_records(8, seed=5))
     shutil.rmtree(run / "checkpoints")
     dpo(dpo_config(root, run_dir=str(run), steps=1, data={"paths": [str(other)]}), quiet=True)
-    assert not np.allclose(np.load(run / "reference_logps.npz")["s0"], first)
+    assert not np.allclose(np.asarray(json.loads((run / "reference_logps.json").read_text())["logps"][0]), first)

@@ -9,7 +9,7 @@ other choice. For a pair with policy log-probs ``π_c, π_r`` and reference log-
     reward_c = β (π_c − ρ_c),  reward_r = β (π_r − ρ_r),  loss = −log σ(reward_c − reward_r)
 
 The reference log-probs come from the frozen initial model (or ``reference``), computed once before
-the first step and kept in the run directory (``reference_logps.npz``), never recomputed per epoch.
+the first step and kept in the run directory (``reference_logps.json``), never recomputed per epoch.
 Chosen and rejected sequences of a micro batch run through the model in one forward batch, and the
 per-token log-probs come from the chunked LM head (``Olmo.forward(targets=...)``): no [tokens, vocab]
 logits. The loss is the mean over the pairs of the global batch (the normalizer is the pair count).
@@ -22,7 +22,6 @@ template; only the response's assistant tokens are scored.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -34,11 +33,14 @@ from pydantic import Field, model_validator
 
 from olmoflow.config import Config
 from olmoflow.errors import OlmoflowError
-from olmoflow.io import atomic_write_bytes, iter_records
+from olmoflow.io import atomic_write_text, iter_records, sha256_file
 from olmoflow.train.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from olmoflow.train.data import IGNORE_INDEX
 from olmoflow.train.lm import LMObjective
 from olmoflow.train.objective import RunContext
+
+#: the run directory's cache of reference log-probs (key + values per data file)
+REFERENCE_CACHE = "reference_logps.json"
 
 __all__ = ["DPOConfig", "DPOObjective", "PreferencePair", "dpo", "dpo_loss", "load_pairs"]
 
@@ -255,12 +257,12 @@ class DPOObjective(LMObjective):
         cfg: DPOConfig = self.cfg  # type: ignore[assignment]
         ref_path = cfg.reference or cfg.init_from
         key = _reference_key(cfg, ref_path, sources)
-        cache = Path(cfg.run_dir) / "reference_logps.npz"
+        cache = Path(cfg.run_dir) / REFERENCE_CACHE
         if cache.is_file():
-            stored = np.load(cache)
-            if str(stored["key"]) == key:
-                for k, s in enumerate(sources):
-                    s.ref[:] = stored[f"s{k}"]
+            stored = json.loads(cache.read_text())
+            if stored.get("key") == key:
+                for s, values in zip(sources, stored["logps"]):
+                    s.ref[:] = np.asarray(values, dtype=np.float64).reshape(s.ref.shape)
                 return
         ref = load(ref_path, device=run.device).eval()
         for p in ref.parameters():
@@ -276,11 +278,8 @@ class DPOObjective(LMObjective):
                                              b["rejected_labels"], normalize, run.autocast)
                     s.ref[start : start + len(items)] = torch.stack([c, r], 1).double().cpu().numpy()
         del ref
-        if run.rank == 0:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            buf = io.BytesIO()
-            np.savez(buf, key=np.array(key), **{f"s{k}": s.ref for k, s in enumerate(sources)})
-            atomic_write_bytes(cache, buf.getvalue())
+        if run.rank == 0:  # JSON floats round-trip exactly; the bytes depend only on data and reference
+            atomic_write_text(cache, json.dumps({"key": key, "logps": [s.ref.tolist() for s in sources]}))
 
     def normalizer(self, micro_batch) -> float:
         return int(micro_batch["chosen_ids"].shape[0])
@@ -323,11 +322,14 @@ class DPOObjective(LMObjective):
 
 
 def _reference_key(cfg: DPOConfig, ref_path: str, sources: list[PairSource]) -> str:
+    """What the cached reference log-probs depend on: the reference weights' content (not their path,
+    so a fresh workdir reproduces the artifact), the loss type, and every pair's tokens and masks."""
     h = hashlib.sha256()
-    h.update(json.dumps({"reference": str(ref_path), "loss_type": cfg.loss_type, "seq_len": cfg.seq_len}).encode())
-    weights = Path(ref_path) / "model.safetensors"
-    if weights.is_file():
-        h.update(str(weights.stat().st_size).encode() + str(weights.stat().st_mtime_ns).encode())
+    h.update(json.dumps({"loss_type": cfg.loss_type, "seq_len": cfg.seq_len}).encode())
+    from olmoflow.model.io import find_model_dir
+
+    for weights in sorted(find_model_dir(ref_path).glob("*.safetensors")):
+        h.update(sha256_file(weights).encode())
     for s in sources:
         for p in s.pairs:
             h.update(p.chosen.tobytes() + b"|" + p.rejected.tobytes() + b"|" + p.chosen_mask.tobytes()

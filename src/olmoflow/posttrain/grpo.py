@@ -281,7 +281,7 @@ class GRPOObjective(Objective):
             return self.tok.encode(self.cfg.plain_template.format(prompt=_prompt_text(rec)))
         from olmoflow.posttrain.pairs import prompt_messages
 
-        return self.tok.encode_chat(prompt_messages(rec, rec["_where"]), add_generation_prompt=True)
+        return self.tok.encode_chat(prompt_messages(rec, rec["_where"]), rec.get("tools"), add_generation_prompt=True)
 
     # ------------------------------------------------------------------ rollouts
 

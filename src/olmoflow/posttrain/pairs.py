@@ -130,7 +130,8 @@ def build_pairs(cfg: PairsConfig, quiet: bool = False) -> dict[str, Any]:
     tok = Tok.from_dir(cfg.tokenizer)
     records = _read_prompts(cfg.prompts, cfg.limit)
     prompts = [prompt_messages(rec, where) for where, rec in records]
-    ids = [tok.encode_chat(p, add_generation_prompt=True) for p in prompts]
+    # the prompt as the model will see it in DPO and chat: with the record's tool specs
+    ids = [tok.encode_chat(p, rec.get("tools"), add_generation_prompt=True) for p, (_, rec) in zip(prompts, records)]
     strong = _sample(cfg.strong, tok, ids, cfg.strong_samples, cfg, cfg.seed, "strong", quiet)
     weak = _sample(cfg.weak, tok, ids, cfg.weak_samples, cfg, cfg.seed + 1, "weak", quiet)
     counts = {"prompts": len(records), "kept": 0, "not_better": 0, "length_delta": 0, "empty_response": 0,
