@@ -84,7 +84,9 @@ def test_tiny_flow_end_to_end(tmp_path, cli):
     rel = tmp_path / "release"
     cli("release", str(wd), "--out", str(rel))
     assert (rel / "model" / "model.safetensors").is_file() and (rel / "tokenizer" / "tokenizer.json").is_file()
-    assert len(json.loads((rel / "checkpoints.json").read_text())["checkpoints"]) == 2
+    ckpts = json.loads((rel / "checkpoints.json").read_text())["checkpoints"]
+    assert len([c for c in ckpts if c["stage"] == "pretrain"]) == 2  # every 6 of 12 steps
+    assert {c["stage"] for c in ckpts} == {"pretrain", "sft", "sft2", "dpo", "rlvr"}
     # fork: continue pretraining from an intermediate checkpoint (upstream stages come from the cache)
     ckpt = wd / state["stages"]["pretrain"]["artifact"] / "checkpoints" / "step-6"
     cli("fork", "--from", str(ckpt), "--flow", str(tiny_flow_path()), "--workdir", str(wd), "--quiet", *SMALL,
