@@ -111,3 +111,31 @@ def test_override_of_a_malformed_stage_names_the_key_instead_of_crashing(tmp_pat
         with pytest.raises(ConfigError, match=match):
             parse_flow(_flow({"a": body, "b": {"type": "x"}}), source="f.yaml", base_dir=tmp_path,
                        overrides=[override])
+
+
+def test_a_variant_applies_its_overrides_before_the_command_lines(tmp_path):
+    data = _flow({"a": {"type": "x", "config": {"steps": 100, "lr": 1.0}}},
+                 variants={"quick": ["a.steps=3", "a.lr=0.5"]})
+    assert parse_flow(data, base_dir=tmp_path).stages["a"].config == {"steps": 100, "lr": 1.0}
+    quick = parse_flow(data, base_dir=tmp_path, variant="quick", overrides=["a.lr=2.0"])
+    assert quick.stages["a"].config == {"steps": 3, "lr": 2.0} and quick.variant == "quick"
+    with pytest.raises(ConfigError, match=r"no variant 'fast' \(variants: quick\)"):
+        parse_flow(data, base_dir=tmp_path, variant="fast")
+    with pytest.raises(ConfigError, match="key 'variants'"):
+        parse_flow(_flow({"a": {"type": "x"}}, variants={"quick": "a.steps=3"}), base_dir=tmp_path)
+
+
+def test_an_override_of_a_stage_sharing_a_yaml_anchor_changes_only_that_stage(tmp_path):
+    f = tmp_path / "f.yaml"
+    f.write_text("stages:\n  a: {type: x, config: &c {limit: 100}}\n  b: {type: x, config: *c}\n")
+    from olmoflow.flow.spec import load_flow
+
+    spec = load_flow(f, ["a.limit=3"])
+    assert spec.stages["a"].config == {"limit": 3} and spec.stages["b"].config == {"limit": 100}
+
+
+def test_tiny_flow_quick_variant_names_only_its_stages():
+    from olmoflow.flow.cli import tiny_flow_path
+    from olmoflow.flow.spec import load_flow
+
+    assert load_flow(tiny_flow_path(), variant="quick").stages["pretrain"].config["steps"] < 50

@@ -13,20 +13,8 @@ from olmoflow.flow.spec import load_flow, toposort
 REPO = Path(__file__).resolve().parents[2]
 
 #: reduced sizes so the end-to-end test takes a couple of minutes on 2 cores
-SMALL = ["corpus.max_docs_per_source=60", "corpus.n_math=300", "corpus.n_math_eval=40",
-         "corpus.heldout_per_source=5", "tokenizer.vocab_size=1024", "mix.total_tokens=60000",
-         "pretrain.steps=12", "pretrain.checkpoint.every=6", "pretrain.micro_batch=8",
-         "pretrain.global_batch_tokens=1024", "evaluate.limit=8", "evaluate.sweep_limit=4",
-         "evaluate.optional_tasks=[]", "export.sample_tokens=8",
-         # post-training: a few steps each (the full sizes are the demo's)
-         "chat.n_train=200", "chat.n_heldout=10", "sft.steps=4", "sft.checkpoint.every=2",
-         "sft.micro_batch=8", "sft.global_batch_tokens=2048", "sft2.steps=2", "sft2.micro_batch=8",
-         "sft2.global_batch_tokens=2048", "pairs.limit=12", "pairs.strong_samples=2",
-         "pairs.max_new_tokens=16", "pairs.require_better=false", "dpo.steps=2", "dpo.global_batch_pairs=4",
-         "dpo.micro_batch=2", "rlvr.steps=2", "rlvr.prompts_per_step=2", "rlvr.rollout.group_size=2",
-         "rlvr.rollout.max_new_tokens=8", "rlvr.eval_every=2", "rlvr.data.heldout_limit=4",
-         "rlvr.active_sampling=false", "rlvr.micro_batch=8", "chat_eval.limit=4", "chat_eval_base.limit=4",
-         "chat_eval_sft.limit=4", "chat_eval_dpo.limit=4"]
+#: the flow's own smoke-test variant (`olmoflow demo --quick`)
+SMALL = ["--variant", "quick"]
 #: every stage of the tiny flow, in order
 STAGES = ["corpus", "curate", "tokenizer", "tokenize", "mix", "pretrain", "evaluate", "chat", "sft", "sft2", "pairs", "dpo",
           "rlvr", "chat_eval_base", "chat_eval_sft", "chat_eval_dpo", "chat_eval", "export"]
@@ -47,7 +35,7 @@ def test_tiny_flow_plans_every_stage_of_the_model_flow(tmp_path, cli):
 @pytest.mark.slow
 def test_tiny_flow_end_to_end(tmp_path, cli):
     wd = tmp_path / "demo"
-    p = cli("demo", "--workdir", str(wd), "--quiet", *SMALL)
+    p = cli("demo", "--workdir", str(wd), "--quiet", "--quick")
     assert f"report: {wd / 'REPORT.md'}" in p.stdout and "sample generation:" in p.stdout
     state = json.loads((wd / "flow.json").read_text())
     assert all(state["stages"][n]["status"] == "run" for n in state["order"])
@@ -71,14 +59,14 @@ def test_tiny_flow_end_to_end(tmp_path, cli):
     model = transformers.AutoModelForCausalLM.from_pretrained(export_dir)
     assert model.config.model_type in ("olmo2", "olmo3")
     # rerun: everything cached
-    again = cli("demo", "--workdir", str(wd), "--quiet", *SMALL)
+    again = cli("demo", "--workdir", str(wd), "--quiet", "--quick")
     assert again.returncode == 0
     state2 = json.loads((wd / "flow.json").read_text())
     assert all(state2["stages"][n]["status"] == "cached" for n in state2["order"])
     assert {n: s["id"] for n, s in state2["stages"].items()} == {n: s["id"] for n, s in state["stages"].items()}
     # a fresh workdir with the same seed reproduces every artifact id
     wd2 = tmp_path / "demo2"
-    cli("demo", "--workdir", str(wd2), "--quiet", *SMALL)
+    cli("demo", "--workdir", str(wd2), "--quiet", "--quick")
     state3 = json.loads((wd2 / "flow.json").read_text())
     assert {n: s["id"] for n, s in state3["stages"].items()} == {n: s["id"] for n, s in state["stages"].items()}
     rel = tmp_path / "release"

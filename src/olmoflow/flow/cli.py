@@ -41,13 +41,15 @@ def run_main(argv: list[str]) -> int:
     ap.add_argument("--workdir", type=Path, default=None, help="where artifacts go (default: runs/<flow name>)")
     ap.add_argument("--dry-run", action="store_true", help="print the plan (and GPU-hour estimate); run nothing")
     ap.add_argument("--quiet", action="store_true", help="no progress output")
+    ap.add_argument("--variant", default=None, help="a named variant of the flow (its 'variants:' entry), "
+                    "applied before the command line's overrides")
     args = ap.parse_intermixed_args(argv)
     if args.flow is None:  # (argparse would also call the optional overrides "required")
         ap.error("the following arguments are required: flow")
     from olmoflow.flow.runner import run_flow
     from olmoflow.flow.spec import load_flow
 
-    spec = load_flow(args.flow, args.overrides)
+    spec = load_flow(args.flow, args.overrides, variant=args.variant)
     workdir = args.workdir or _default_workdir(args.flow)
     run_flow(spec, workdir, quiet=args.quiet, dry_run=args.dry_run)
     if not args.dry_run:
@@ -69,12 +71,14 @@ def demo_main(argv: list[str]) -> int:
     ap.add_argument("overrides", nargs="*", help="STAGE.key.path=value overrides of flows/tiny.yaml")
     ap.add_argument("--workdir", type=Path, default=None, help="default: ./olmoflow-demo-<timestamp>")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="the same flow at smoke-test size (tiny.yaml's 'quick' "
+                    "variant: a few minutes, numbers not meaningful)")
     args = ap.parse_intermixed_args(argv)
     from olmoflow.flow.runner import run_flow
     from olmoflow.flow.spec import load_flow
 
     workdir = args.workdir or Path(f"olmoflow-demo-{dt.datetime.now():%Y%m%d-%H%M%S}")
-    spec = load_flow(tiny_flow_path(), args.overrides)
+    spec = load_flow(tiny_flow_path(), args.overrides, variant="quick" if args.quick else None)
     run_flow(spec, workdir, quiet=args.quiet)
     path, sample = _finish(workdir, quiet=True)
     print(f"report: {path}")
@@ -111,6 +115,7 @@ def fork_main(argv: list[str]) -> int:
     ap.add_argument("--origin-workdir", type=Path, default=None, help="where to look --from up when it is an id")
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--variant", default=None, help="a named variant of the flow (its 'variants:' entry)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_intermixed_args(argv)
     from olmoflow.flow.lineage import resolve_artifact
@@ -120,7 +125,7 @@ def fork_main(argv: list[str]) -> int:
     origin = Path(args.origin)
     if not origin.exists():
         origin = resolve_artifact(args.origin, args.origin_workdir or Path("."))
-    spec = load_flow(args.flow, args.overrides)
+    spec = load_flow(args.flow, args.overrides, variant=args.variant)
     workdir = args.workdir or Path("runs") / f"{args.flow.stem}-fork"
     run_flow(spec, workdir, quiet=args.quiet, dry_run=args.dry_run, fork_from=origin, fork_stage=args.stage)
     if not args.dry_run:

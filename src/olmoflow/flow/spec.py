@@ -27,7 +27,7 @@ from olmoflow.config import ConfigError, parse_overrides, read_yaml, set_path
 
 __all__ = ["FlowSpec", "InputRef", "StageSpec", "load_flow", "parse_flow", "toposort"]
 
-_TOP_KEYS = {"name", "description", "seed", "plugins", "fork", "stages"}
+_TOP_KEYS = {"name", "description", "seed", "plugins", "fork", "stages", "variants"}
 _STAGE_KEYS = {"type", "config", "inputs", "description"}
 _REF = re.compile(r"^\$\{stages\.([A-Za-z0-9_\-]+)\}(?:/(.*))?$")
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -77,6 +77,8 @@ class FlowSpec:
     plugins: list[str] = field(default_factory=list)
     fork: dict[str, str] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    #: the named variant applied at load (``variants: {NAME: [overrides]}`` in the flow file)
+    variant: str | None = None
 
 
 def _parse_input(value: Any, where: str) -> InputRef:
@@ -95,10 +97,26 @@ def _parse_input(value: Any, where: str) -> InputRef:
     return InputRef(path=value)
 
 
+def variant_overrides(data: dict[str, Any], variant: str | None, source: str) -> list[str]:
+    """The overrides a named variant stands for (``variants: {quick: ["pretrain.steps=20", ...]}``):
+    a smaller or different run of the same flow, applied before the command line's overrides."""
+    variants = data.get("variants") or {}
+    if not isinstance(variants, dict) or not all(
+            isinstance(v, list) and all(isinstance(o, str) for o in v) for v in variants.values()):
+        raise ConfigError(f"{source}: key 'variants': expected a mapping of name -> list of 'stage.key=value'")
+    if variant is None:
+        return []
+    if variant not in variants:
+        raise ConfigError(f"{source}: no variant {variant!r} (variants: {', '.join(variants) or 'none'})")
+    return list(variants[variant])
+
+
 def parse_flow(data: dict[str, Any], source: str = "<flow>", base_dir: Path | None = None,
-               overrides: list[str] | None = None) -> FlowSpec:
-    """Validate a flow mapping (after applying ``stage.key=value`` overrides) into a FlowSpec."""
-    data = apply_flow_overrides(data, overrides or [], source)
+               overrides: list[str] | None = None, variant: str | None = None) -> FlowSpec:
+    """Validate a flow mapping (after applying a variant's and then the given ``stage.key=value``
+    overrides) into a FlowSpec."""
+    overrides = variant_overrides(data, variant, source) + list(overrides or [])
+    data = apply_flow_overrides(data, overrides, source)
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown)} (allowed: {sorted(_TOP_KEYS)})")
@@ -148,7 +166,7 @@ def parse_flow(data: dict[str, Any], source: str = "<flow>", base_dir: Path | No
     spec = FlowSpec(name=str(data.get("name") or Path(source).stem), seed=seed, stages=stages,
                     base_dir=base_dir or Path.cwd(), source=source,
                     description=str(data.get("description") or ""), plugins=list(plugins),
-                    fork={str(k): str(v) for k, v in fork.items()}, raw=data)
+                    fork={str(k): str(v) for k, v in fork.items()}, raw=data, variant=variant)
     toposort(spec)  # cycle check up front
     return spec
 
@@ -157,6 +175,8 @@ def apply_flow_overrides(data: dict[str, Any], overrides: list[str], source: str
     """Apply CLI overrides: ``seed=N``, ``STAGE.key.path=v`` (config), ``STAGE.inputs.X=ref``."""
     data = copy.deepcopy(data)
     stages = data.get("stages") or {}
+    if isinstance(stages, dict):  # a YAML anchor shared by two stages must not carry one's override to the other
+        stages = data["stages"] = {k: copy.deepcopy(v) for k, v in stages.items()}
     for path, value in parse_overrides(overrides):
         if path == ["seed"] or path == ["name"]:
             data[path[0]] = value
@@ -181,11 +201,12 @@ def apply_flow_overrides(data: dict[str, Any], overrides: list[str], source: str
     return data
 
 
-def load_flow(path: str | Path, overrides: list[str] | None = None) -> FlowSpec:
+def load_flow(path: str | Path, overrides: list[str] | None = None, variant: str | None = None) -> FlowSpec:
     """Read and validate a flow file; relative external inputs resolve against its directory."""
     path = Path(path)
     data = read_yaml(path)  # also refuses duplicate keys (a copy-pasted stage would vanish)
-    return parse_flow(data, source=str(path), base_dir=path.resolve().parent, overrides=overrides)
+    return parse_flow(data, source=str(path), base_dir=path.resolve().parent, overrides=overrides,
+                      variant=variant)
 
 
 def toposort(spec: FlowSpec) -> list[str]:
