@@ -1,6 +1,8 @@
 """The report card: ``WORKDIR/REPORT.md`` summarising every stage of the last run.
 
-Sections: stages (status, wall time, key metrics); then the sections the run's stage types
+Sections: the report card (``flow/card.py``: the final model, training per stage, every evaluation
+after every stage with intervals and chance, notes, next commands); stages (status, wall time, key
+metrics); then the sections the run's stage types
 contribute through their registry entry (``ReportSection``: curate's data funnel, tokenize's token
 counts, pretrain's training loss, evaluate's results and checkpoint sweep, ...); the sample
 generation (``sample.json``, written by export or any stage); lineage; environment. A section whose
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from olmoflow.errors import OlmoflowError
+from olmoflow.flow.card import report_card
 from olmoflow.flow.lineage import build_lineage, format_text
 from olmoflow.flow.registry import STAGES, StageArtifact, load_builtin_stages, load_plugins
 from olmoflow.flow.store import is_complete, read_manifest
@@ -261,7 +264,8 @@ def write_report(workdir: Path) -> tuple[Path, str | None]:
              f"- stages complete: {len(arts)}/{len(state.get('order') or [])}, "
              f"total stage wall time {total:.1f} s",
              f"- report written {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}", ""]
-    for section in (lambda: _stages_section(state, arts), lambda: stage_sections(state, arts, workdir),
+    for section in (lambda: report_card(state, arts, workdir), lambda: _stages_section(state, arts),
+                    lambda: stage_sections(state, arts, workdir),
                     lambda: sample_lines, lambda: _lineage_section(state, arts, workdir),
                     lambda: _env_section(arts)):
         try:
