@@ -228,3 +228,17 @@ def test_loading_is_deterministic(tok, tmp_path, loaded):
     second, _ = load_chat_examples([path], tok, 4096)
     assert [(e.id, e.ids.tolist(), e.mask.tolist()) for e in first] == \
         [(e.id, e.ids.tolist(), e.mask.tolist()) for e in second]
+
+
+def test_a_preference_record_reads_as_its_prompt_and_chosen_answer(tok, tmp_path):
+    """SFT on the chosen side of DPO pairs (the delta-learning control) reads the pairs file as is."""
+    prompt = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 + 3?"}]
+    pair = {"id": "p1", "prompt": prompt, "chosen": {"role": "assistant", "content": "The answer is 5."},
+            "rejected": {"role": "assistant", "content": "The answer is 6."}, "chosen_score": 1.0}
+    trl_style = {"prompt": prompt, "chosen": [{"role": "assistant", "content": "The answer is 5."}],
+                 "rejected": [{"role": "assistant", "content": "The answer is 6."}]}
+    conv = {"id": "c1", "messages": [*prompt, {"role": "assistant", "content": "The answer is 5."}]}
+    (a, b, c), _ = load_chat_examples(_write(tmp_path / "p.jsonl", [pair, trl_style, conv]), tok, max_len=256)
+    assert a.id == "p1" and np.array_equal(a.ids, c.ids) and np.array_equal(a.mask, c.mask)
+    assert np.array_equal(b.ids, c.ids) and np.array_equal(b.mask, c.mask)
+    assert _spans(tok, a.ids, a.mask) == ["The answer is 5.<|im_end|>"]

@@ -9,6 +9,9 @@ Input: JSON lines (plain, ``.gz`` or ``.zst``) or Parquet, one conversation per 
                                {"role": "environment", "content": "..."}, ...],
      "tools": [{"type": "function", "function": {"name": "f", "parameters": {...}}}]}
 
+A preference record (``{"prompt": [messages], "chosen": message, "rejected": ...}``, as the pairs stage
+writes) is read as its prompt + chosen answer.
+
 Roles: ``system``, ``user``, ``assistant``, ``environment`` (``tool`` is an alias, as in the chat
 template). ``id`` and ``tools`` are optional. Content is a string (an assistant turn that makes tool
 calls may have none); ``reasoning_content`` renders as ``<think>…</think>``; tool-call ``arguments``
@@ -158,6 +161,25 @@ def _check_tool_calls(calls: Any, where: str) -> str | None:
     return None
 
 
+def chosen_conversation(obj: Any) -> Any:
+    """A preference record (``prompt`` messages + ``chosen``, no ``messages``: the pairs stage's and TRL's
+    conversational form) read as the conversation prompt + chosen answer, so SFT can train on the chosen
+    side of DPO data (the control for delta-learning DPO); anything else is returned unchanged."""
+    if not isinstance(obj, Mapping) or "messages" in obj or "prompt" not in obj or "chosen" not in obj:
+        return obj
+    prompt, chosen = obj["prompt"], obj["chosen"]
+    if isinstance(prompt, str):
+        prompt = [{"role": "user", "content": prompt}]
+    if isinstance(chosen, str):
+        chosen = [{"role": "assistant", "content": chosen}]
+    elif isinstance(chosen, Mapping):
+        chosen = [chosen]
+    if not isinstance(prompt, list) or not isinstance(chosen, list):
+        return obj
+    return {**{k: v for k, v in obj.items() if k not in ("prompt", "chosen", "rejected")},
+            "messages": [*prompt, *chosen]}
+
+
 def check_conversation(obj: Any) -> str | None:
     """Why ``obj`` is not a valid conversation record (a quarantine reason), or None if it is."""
     if not isinstance(obj, Mapping):
@@ -235,6 +257,7 @@ def load_chat_examples(
         for line, obj, reason in iter_chat_records(path):
             report.total += 1
             if reason is None:
+                obj = chosen_conversation(obj)
                 reason = check_conversation(obj)
             if reason is None:
                 try:

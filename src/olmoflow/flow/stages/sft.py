@@ -1,7 +1,8 @@
 """Stage ``sft``: supervised fine-tuning (``olmoflow.posttrain.sft``) on chat data.
 
 Inputs: ``model`` (the base model: a training run artifact or model dir), ``tokenizer``, ``data``
-(a chat_data artifact — its ``sft.jsonl`` — or JSONL/Parquet conversation files), optional ``val``.
+(a chat_data artifact — its ``sft.jsonl`` —, a pairs artifact — the prompts with their chosen answers —
+or JSONL/Parquet conversation files), optional ``val``.
 The artifact is the run dir (``metrics.jsonl``, ``checkpoints/``, ``final/``); resumable like pretrain.
 """
 
@@ -15,7 +16,8 @@ from olmoflow.flow.registry import ReleaseFiles, StageContext, register_stage
 from olmoflow.flow.stages._common import need
 from olmoflow.flow.stages._posttrain import SFT, find_file, finish, resume_point, runner_config, train_inputs
 
-CHAT_FILES = ("sft.jsonl", "sft.jsonl.gz", "sft.parquet")
+#: a chat_data artifact's conversations; a pairs artifact's chosen side (SFT on chosen: DPO's control)
+CHAT_FILES = ("sft.jsonl", "sft.jsonl.gz", "sft.parquet", "pairs.jsonl")
 
 
 @functools.cache
