@@ -177,8 +177,13 @@ def build_demo_corpus(
     n_math_eval: int = 200,
     max_code_file_bytes: int = 24_000,
     max_code_files: int = 250,
+    plant_eval_items: int = 0,
 ) -> dict[str, Any]:
     """Write ``code.jsonl``, ``prose.jsonl``, ``math.jsonl`` and ``math_eval.jsonl`` into ``out_dir``.
+
+    ``plant_eval_items`` > 0 contaminates the math source on purpose: that many evaluation items (question
+    and answer) are written into ordinary math documents (ids ``math/planted-NNN``), so a flow can show that
+    decontamination finds and removes them.
 
     Returns ``{"files": {source: path}, "docs": {source: n}, "bytes": {source: n}, "eval": path}``.
     """
@@ -193,6 +198,12 @@ def build_demo_corpus(
     math_docs = [{"id": f"math/{i:06d}", "text": _solution(p), "source": "math", "added": CREATED,
                   "created": CREATED, "metadata": {"template": p["template"], "answer": p["answer"]}}
                  for i, p in enumerate(train)]
+    # first in the file: the last documents of a source are held out for perplexity
+    math_docs = [{"id": f"math/planted-{i:03d}", "source": "math", "added": CREATED, "created": CREATED,
+                  "text": f"{math_docs[i % len(math_docs)]['text'] if math_docs else ''}\n\n"
+                          f"{e['question']} The answer is {e['answer']}.",
+                  "metadata": {"planted_eval_item": f"math_eval-{i:04d}"}}
+                 for i, e in enumerate(evals[:plant_eval_items])] + math_docs
     result: dict[str, Any] = {"files": {}, "docs": {}, "bytes": {}}
     for name, docs in (("code", code), ("prose", prose), ("math", math_docs)):
         path = out / f"{name}.jsonl"

@@ -26,6 +26,8 @@ class DemoCorpusConfig(StageConfig):
     #: documents per source held out of docs/ for perplexity
     heldout_per_source: int = Field(20, ge=0)
     heldout_max_chars: int = Field(4000, ge=1)
+    #: evaluation items written into math documents on purpose (the decontamination claim's plant)
+    plant_eval_items: int = Field(0, ge=0)
 
 
 # the code documents are the interpreter's own standard library sources
@@ -37,7 +39,8 @@ def run(config: DemoCorpusConfig, inputs: dict[str, Path], out_dir: Path, ctx: S
     k, max_chars = config.heldout_per_source, config.heldout_max_chars
     res = build_demo_corpus(out_dir / "docs", seed=ctx.seed, max_docs_per_source=config.max_docs_per_source,
                             n_math=config.n_math, n_math_eval=config.n_math_eval,
-                            max_code_file_bytes=config.max_code_file_bytes, max_code_files=config.max_code_files)
+                            max_code_file_bytes=config.max_code_file_bytes, max_code_files=config.max_code_files,
+                            plant_eval_items=config.plant_eval_items)
     (out_dir / "eval").mkdir()
     eval_path = Path(res["eval"])
     eval_path.rename(out_dir / "eval" / eval_path.name)
