@@ -34,16 +34,18 @@ class EvalCommandConfig(EvalOptions):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="olmoflow eval", description="evaluate one model, or every checkpoint of a run")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", help="model directory (native olmoflow checkpoint or HF export)")
+    src.add_argument("--model", help="model directory (native olmoflow checkpoint, training run artifact or HF "
+                     "export) or an artifact id (unique prefix of >= 4 characters)")
     src.add_argument("--checkpoints", metavar="RUN_DIR", help="evaluate every RUN_DIR/checkpoints/step-N")
     src.add_argument("--list-tasks", action="store_true", help="print the registered task names")
     p.add_argument("--config", help="YAML with any of the options below (flags and key=value overrides win)")
     p.add_argument("--tasks", help="comma-separated task specs (names, FORMAT:PATH.jsonl)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N items of each task (default: all)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N items of each task; for subject-grouped "
+                   "tasks (MMLU, MATH) the first N of each subject (default: all)")
     p.add_argument("--batch-size", type=int, help="default 8")
     p.add_argument("--shots", type=int, help="few-shot examples for tasks whose spec gives none (NAME:Nshot)")
     p.add_argument("--out", help="write JSON results here")
-    p.add_argument("--tokenizer", help="tokenizer dir (default: next to the model or in a parent dir)")
+    p.add_argument("--tokenizer", help="tokenizer dir (default: beside the model, or through its artifact's lineage)")
     p.add_argument("--seed", type=int, help="sampling seed for generative tasks (default 0)")
     p.add_argument("--max-length", type=int, help="context length (default: the model's)")
     p.add_argument("--device", help="torch device (cpu, cuda, cuda:1, ...; default cpu)")
@@ -69,13 +71,18 @@ def main(argv: list[str]) -> int:
     if not cfg.task_specs():
         raise OlmoflowError("--tasks is required (e.g. --tasks arc_easy,gsm8k); see --list-tasks")
     if cfg.checkpoints:
+        from pathlib import Path
+
+        from olmoflow.artifacts import find_artifact
         from olmoflow.eval.sweep import sweep_checkpoints
 
-        sweep_checkpoints(cfg.checkpoints, cfg, out=cfg.out, quiet=args.quiet)
+        run_dir = cfg.checkpoints if Path(cfg.checkpoints).exists() else find_artifact(cfg.checkpoints)
+        sweep_checkpoints(run_dir, cfg, out=cfg.out, quiet=args.quiet)
         return 0
+    from olmoflow.artifacts import resolve_model
     from olmoflow.eval.evaluator import evaluate
 
-    evaluate(cfg.model, cfg, out=cfg.out, quiet=args.quiet)
+    evaluate(resolve_model(cfg.model), cfg, out=cfg.out, quiet=args.quiet)
     if cfg.out and not args.quiet:
         print(f"wrote {cfg.out}")
     return 0

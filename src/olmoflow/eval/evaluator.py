@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from olmoflow.artifacts import artifact_of
+from olmoflow.artifacts import artifact_of, find_tokenizer
 from olmoflow.errors import OlmoflowError
 from olmoflow.eval.lm import HarnessLM
 from olmoflow.eval.options import EvalOptions, eval_options
@@ -22,16 +22,6 @@ _SHOTS = re.compile(r":\d+shot$")
 
 __all__ = ["evaluate", "evaluate_lm", "load_model_and_tokenizer", "find_tokenizer", "model_provenance",
            "print_table", "resolve_tasks"]
-
-
-def find_tokenizer(model_path: str | Path) -> Path:
-    """tokenizer.json next to the model, or in a parent (a run dir holding checkpoints/step-N)."""
-    p = Path(model_path)
-    for cand in [p, *list(p.parents)[:3]]:
-        for d in (cand, cand / "tokenizer"):
-            if (d / "tokenizer.json").is_file():
-                return d
-    raise OlmoflowError(f"{p}: no tokenizer.json next to the model or in its parent directories; pass --tokenizer DIR")
 
 
 def load_model_and_tokenizer(model_path: str | Path, tokenizer: str | Path | None = None, device: str = "cpu"):

@@ -19,7 +19,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from olmoflow.artifacts import COMPLETE, MANIFEST, find_artifact_root, is_complete, read_manifest
+from olmoflow.artifacts import (
+    COMPLETE,
+    MANIFEST,
+    find_artifact,
+    find_artifact_root,
+    is_complete,
+    read_manifest,
+)
 from olmoflow.errors import OlmoflowError
 from olmoflow.io import atomic_write_json, atomic_write_text
 
@@ -88,18 +95,6 @@ class ArtifactStore:
         return sorted(d for d in self.root.iterdir() if d.is_dir() and is_complete(d))
 
     def find(self, ref: str) -> Path:
-        """Resolve an artifact id, id prefix (>= 6 chars), or ``stage-key`` directory name."""
-        ref = ref.strip()
-        if (self.root / ref).is_dir() and is_complete(self.root / ref):
-            return self.root / ref
-        hits = []
-        for d in self.all():
-            aid = (d / COMPLETE).read_text().strip()
-            if aid == ref or (len(ref) >= 6 and aid.startswith(ref)):
-                hits.append(d)
-        if not hits:
-            raise OlmoflowError(f"no artifact {ref!r} in {self.root}")
-        if len({(d / COMPLETE).read_text().strip() for d in hits}) > 1:
-            raise OlmoflowError(f"artifact id prefix {ref!r} is ambiguous in {self.root}: "
-                                + ", ".join(d.name for d in hits))
-        return hits[0]
+        """Resolve an artifact id, unique id prefix (>= 4 chars), or ``stage-key`` directory name
+        (:func:`olmoflow.artifacts.find_artifact` in this workdir)."""
+        return find_artifact(ref, [self.workdir])

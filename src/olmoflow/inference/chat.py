@@ -102,8 +102,9 @@ def chat_loop(reply: Callable[[list[dict], Callable[[str], None]], str], lines: 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="olmoflow chat", description="Chat with a model in the terminal (streaming).")
-    p.add_argument("--model", required=True, help="model dir (flow artifact, checkpoint or HF export)")
-    p.add_argument("--tokenizer", help="tokenizer dir (default: found next to the model)")
+    p.add_argument("--model", required=True, help="model dir (flow artifact, checkpoint or HF export) or an artifact "
+                   "id (unique prefix of >= 4 characters)")
+    p.add_argument("--tokenizer", help="tokenizer dir (default: beside the model, or through its artifact's lineage)")
     p.add_argument("--system", help="system prompt")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
@@ -114,14 +115,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    from olmoflow.artifacts import resolve_model
     from olmoflow.inference.cli import find_tokenizer_dir
     from olmoflow.inference.engine import Engine, GenerationRequest, derive_seed
     from olmoflow.model import load
     from olmoflow.tokenizer import Tok
 
     args = _parser().parse_args(argv)
-    tok = Tok.from_dir(find_tokenizer_dir(args.model, args.tokenizer))
-    model = load(args.model).eval()
+    model_path = resolve_model(args.model)
+    tok = Tok.from_dir(find_tokenizer_dir(model_path, args.tokenizer))
+    model = load(model_path).eval()
     if tok.vocab_size > model.cfg.vocab_size:
         raise OlmoflowError(f"tokenizer has {tok.vocab_size} tokens but the model's vocab_size is {model.cfg.vocab_size}")
     engine = Engine(model, tokenizer=tok, max_batch_size=1)

@@ -23,13 +23,13 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 class GenerateConfig(Config):
     """``olmoflow generate``: what to load, the prompt, and the sampling settings."""
 
-    #: native checkpoint dir or HF export dir
+    #: native checkpoint dir, training run artifact (its final checkpoint), HF export dir, or artifact id (prefix)
     model: str
     #: prompt text (the user message with ``chat``)
     prompt: str
     #: apply the chat template and stop at the end of the turn
     chat: bool = False
-    #: tokenizer dir (None: the model dir, which must hold tokenizer.json)
+    #: tokenizer dir (None: beside the model, or found through its artifact's lineage)
     tokenizer: str | None = None
     max_new_tokens: int = Field(128, ge=1)
     #: 0 = greedy
@@ -42,16 +42,21 @@ class GenerateConfig(Config):
     device: str | None = None
     #: cast the weights (None: as stored)
     dtype: Literal["float32", "bfloat16", "float16"] | None = None
+    #: a prompt longer than the model's context: refuse (False) or keep its last tokens with a warning
+    truncate: bool = False
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="olmoflow generate", description="Generate text from a model, streaming tokens.")
     p.add_argument("--config", help="YAML with any GenerateConfig field (flags and key=value overrides win)")
-    p.add_argument("--model", help="native checkpoint dir or HF export dir")
+    p.add_argument("--model", help="native checkpoint dir, training run artifact, HF export dir, or an artifact id "
+                   "(unique prefix of >= 4 characters, as in the run's tables)")
     p.add_argument("--prompt", help="prompt text (the user message with --chat)")
     p.add_argument("--chat", action="store_true", default=None,
                    help="apply the chat template and stop at the end of the turn")
-    p.add_argument("--tokenizer", help="tokenizer dir (default: the model dir, which must hold tokenizer.json)")
+    p.add_argument("--tokenizer", help="tokenizer dir (default: beside the model, or through its artifact's lineage)")
+    p.add_argument("--truncate", action="store_true", default=None,
+                   help="keep the end of a prompt longer than the model's context (with a warning) instead of refusing")
     p.add_argument("--max-new-tokens", type=int, help="default 128")
     p.add_argument("--temperature", type=float, help="0 = greedy (default)")
     p.add_argument("--top-p", type=float)
@@ -66,19 +71,32 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def find_tokenizer_dir(model_path: str | Path, explicit: str | None = None) -> Path:
-    """The tokenizer directory: ``explicit``, else the model dir (or its parent for checkpoints)."""
+    """The tokenizer directory: ``explicit``, else found from the model by the one rule of
+    :func:`olmoflow.artifacts.find_tokenizer` (beside the model, or through its artifact's lineage)."""
     if explicit is not None:
         p = Path(explicit)
         if not (p / "tokenizer.json").is_file() and not (p.is_file() and p.suffix == ".json"):
             raise OlmoflowError(f"{p}: no tokenizer.json there")
         return p
+    from olmoflow.artifacts import find_tokenizer
     from olmoflow.model.io import find_model_dir
 
-    model_dir = find_model_dir(model_path)
-    for cand in (model_dir, Path(model_path), model_dir.parent):
-        if (cand / "tokenizer.json").is_file():
-            return cand
-    raise OlmoflowError(f"{model_dir}: no tokenizer.json next to the model; pass --tokenizer DIR")
+    return find_tokenizer(find_model_dir(model_path))
+
+
+def fit_prompt(prompt: list[int], context: int, max_new_tokens: int, truncate: bool) -> list[int]:
+    """``prompt`` if it leaves room for at least one new token in a ``context``-token model; a longer
+    one is refused (one-line error naming both lengths) or, with ``truncate``, left-truncated to keep
+    its last ``context - min(max_new_tokens, context // 2)`` tokens, with a warning on stderr."""
+    if len(prompt) < context:
+        return prompt
+    if not truncate:
+        raise OlmoflowError(f"the prompt is {len(prompt)} tokens, the model's context is {context}: shorten it, "
+                            "or pass --truncate to keep its last tokens")
+    keep = context - min(max_new_tokens, context // 2)
+    print(f"warning: the prompt is {len(prompt)} tokens, the model's context is {context}: kept its last {keep} "
+          "tokens (left-truncated)", file=sys.stderr)
+    return prompt[-keep:]
 
 
 def _check_device(device: str) -> None:
@@ -93,15 +111,17 @@ def _check_device(device: str) -> None:
 def main(argv: list[str]) -> int:
     args = _parser().parse_intermixed_args(argv)
     cfg = config_from_args(GenerateConfig, args, args.overrides)
+    from olmoflow.artifacts import resolve_model
     from olmoflow.inference.engine import Engine, GenerationRequest
     from olmoflow.model import load
     from olmoflow.model.io import stored_dtype
     from olmoflow.tokenizer import Tok, apply_chat_template
 
-    tok = Tok.from_dir(find_tokenizer_dir(cfg.model, cfg.tokenizer))
+    model_path = resolve_model(cfg.model)
+    tok = Tok.from_dir(find_tokenizer_dir(model_path, cfg.tokenizer))
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     _check_device(device)
-    model = load(cfg.model, device=device, dtype=_DTYPES[cfg.dtype] if cfg.dtype else stored_dtype(cfg.model))
+    model = load(model_path, device=device, dtype=_DTYPES[cfg.dtype] if cfg.dtype else stored_dtype(model_path))
     if tok.vocab_size > model.cfg.vocab_size:
         raise OlmoflowError(
             f"tokenizer has {tok.vocab_size} tokens but the model's vocab_size is {model.cfg.vocab_size}"
@@ -114,6 +134,7 @@ def main(argv: list[str]) -> int:
     prompt = tok.encode(text)
     if not prompt:
         raise OlmoflowError("the prompt is empty")
+    prompt = fit_prompt(prompt, model.cfg.max_seq_len, cfg.max_new_tokens, cfg.truncate)
     req = GenerationRequest(
         prompt=prompt, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
         top_k=cfg.top_k, stop_token_ids=stop_ids, stop_strings=cfg.stop, seed=cfg.seed,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from olmoflow.artifacts import model_dir  # noqa: F401 (one rule for "the model in an artifact")
 from olmoflow.errors import OlmoflowError
 
 
@@ -14,14 +15,6 @@ def need(inputs: dict[str, Path], name: str, stage: str, what: str) -> Path:
     if p is None:
         raise OlmoflowError(f"stage {stage!r}: needs an input {name!r} ({what})")
     return Path(p)
-
-
-def model_dir(path: Path) -> Path:
-    """A model directory from a training run artifact (its ``final/``), a checkpoint, or a model dir."""
-    path = Path(path)
-    if (path / "final").is_dir() and not (path / "model.safetensors").is_file():
-        return path / "final"
-    return path
 
 
 def files_in(path: Path) -> list[str]:
