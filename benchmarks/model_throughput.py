@@ -6,8 +6,7 @@
     weights and its ``labels=`` loss, at the tiny-5m and tiny-20m presets;
 (b) cached greedy decoding: our ``Engine`` vs ``model.generate(do_sample=False, use_cache=True)``,
     same prompt batch and number of new tokens (the greedy tokens are compared too);
-(c) finished rows dropped from the batch vs kept and masked (the engine's ``drop_finished``);
-(d) on a CUDA device: training MFU of olmo3-1b in bf16 (skipped on CPU).
+(c) on a CUDA device: training MFU of olmo3-1b in bf16 (skipped on CPU).
 
 Runs with no arguments in a few minutes on 2 cores; each measurement alternates ours / theirs,
 repeats, and reports median times and the median of per-pair ratios. Ends with one
@@ -119,20 +118,6 @@ def bench_decode(preset: str, batch: int, prompt_len: int, new_tokens: int, warm
     return {"ours_tok_s": n / t_ours, "peer_tok_s": n / t_theirs, "ratio": ratio, "same_tokens": same}
 
 
-def bench_drop_vs_mask(preset: str, batch: int, prompt_len: int, new_tokens: int, warmup: int, repeats: int):
-    """Rows with lengths spread over 1..new_tokens: drop finished rows vs keep them in the batch."""
-    cfg = get_preset(preset)
-    model = Olmo(cfg).eval()
-    g = torch.Generator().manual_seed(3)
-    ids = torch.randint(2, cfg.vocab_size, (batch, prompt_len), generator=g)
-    lens = torch.randint(1, new_tokens + 1, (batch,), generator=g).tolist()
-    lens[0] = new_tokens
-    reqs = [GenerationRequest(prompt=r.tolist(), max_new_tokens=n) for r, n in zip(ids, lens)]
-    drop, keep = Engine(model, max_batch_size=batch), Engine(model, max_batch_size=batch, drop_finished=False)
-    t_drop, t_keep, speedup = timed_pair(lambda: drop.generate(reqs), lambda: keep.generate(reqs), warmup, repeats)
-    return {"drop_s": t_drop, "mask_s": t_keep, "speedup": speedup}
-
-
 def bench_gpu_mfu(preset: str, batch: int, seq: int, steps: int) -> dict[str, float]:
     """fwd+bwd+AdamW step throughput in bf16 on one GPU; MFU against the H100 bf16 peak."""
     cfg = get_preset(preset)
@@ -199,12 +184,6 @@ def main() -> None:
                        f"decode_b{batch}_peer_tok_s": round(r["peer_tok_s"]),
                        f"decode_b{batch}_ratio": round(r["ratio"], 2),
                        f"decode_b{batch}_same_tokens": round(r["same_tokens"], 2)})
-
-    r = bench_drop_vs_mask(args.decode_preset, 16, args.prompt_len, args.new_tokens,
-                           args.warmup, args.repeats)
-    print(f"[finished rows] drop {r['drop_s'] * 1e3:.0f} ms vs keep+mask {r['mask_s'] * 1e3:.0f} ms: "
-          f"dropping is {r['speedup']:.2f}x")
-    result["drop_vs_mask_speedup"] = round(r["speedup"], 2)
 
     if torch.cuda.is_available():
         r = bench_gpu_mfu(args.gpu_preset, args.gpu_batch, args.gpu_seq, steps=10)

@@ -7,11 +7,23 @@
                                                stop_token_ids=[tok.eos_id], stop_strings=["\\n\\n"])])
     res.text, res.token_ids, res.finish_reason   # "stop" or "length"
 
+    # continuous batching (the server's loop): add / step / abort
+    sid = engine.add(GenerationRequest(prompt=..., max_new_tokens=64))
+    for out in engine.step(): out.seq_id, out.token, out.delta, out.result
+
 See docs/inference.md.
 """
 
 from olmoflow.inference.detok import TextStream, decode_fn
-from olmoflow.inference.engine import Engine, GenerationRequest, GenerationResult, derive_seed, generate
+from olmoflow.inference.engine import (
+    Engine,
+    GenerationRequest,
+    GenerationResult,
+    QueueFullError,
+    StepOutput,
+    derive_seed,
+    generate,
+)
 from olmoflow.inference.sampling import BatchSampler
 
 __all__ = [
@@ -19,6 +31,8 @@ __all__ = [
     "Engine",
     "GenerationRequest",
     "GenerationResult",
+    "QueueFullError",
+    "StepOutput",
     "TextStream",
     "decode_fn",
     "derive_seed",

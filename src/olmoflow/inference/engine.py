@@ -1,18 +1,24 @@
-"""The generation engine: batched, KV-cached decoding with per-request sampling and stops.
+"""The generation engine: continuous batching over per-sequence KV slots, per-request sampling and stops.
 
-One engine serves evaluation, RLVR rollouts and the server. Requests are processed in waves of up
-to ``max_batch_size``: prompts are left-padded to a common length, prefilled once into a
-``KVCache``, then decoded one token per step for all unfinished rows. A row that finishes is
-dropped from the batch (``KVCache.reorder``), so long tails do not pay for finished rows.
+One engine serves evaluation, RLVR rollouts and the server. It is a scheduler with an add / step /
+abort interface: :meth:`Engine.add` queues a request, each :meth:`Engine.step` admits waiting
+requests into free KV slots (up to ``max_batch_size`` sequences), decodes one token for every
+running sequence and prefills the prompts of newly admitted ones (in chunks, within
+``max_batched_tokens`` per step), and a sequence that finishes leaves the batch at once, its slot
+free for the next request. :meth:`Engine.generate` is add-all-then-step-until-done.
 
-Results do not depend on batch composition: each request samples from its own seeded stream of
-uniform numbers, and the model masks padding exactly, so a request alone and the same request
-inside a batch produce the same tokens (up to float rounding of the logits).
+Each sequence lives in its own slot of a :class:`~olmoflow.model.kv_cache.SlotKVCache` at its own
+length, so a request joining mid-generation does not wait for the batch to drain. Results do not
+depend on what else runs: each request samples from its own seeded stream of uniform numbers (token
+``i`` uses the stream's ``i``-th number), and attention sees only the request's own slot, so a
+request alone and the same request inside any batch produce the same tokens (up to float rounding
+of the logits; greedy tokens are identical in the tests).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -24,11 +30,15 @@ from torch import nn
 from olmoflow.errors import OlmoflowError
 from olmoflow.inference.detok import DecodeFn, TextStream, decode_fn
 from olmoflow.inference.sampling import BatchSampler
-from olmoflow.model.kv_cache import KVCache
+from olmoflow.model.kv_cache import SlotKVCache
 
 #: stream_callback(request_index, new_token_id, text_delta)
 StreamCallback = Callable[[int, int, str], None]
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "abort"]
+
+
+class QueueFullError(OlmoflowError):
+    """The engine's waiting queue is at its bound (``max_waiting``): try again later."""
 
 
 @dataclass
@@ -90,16 +100,35 @@ class GenerationResult:
 
 
 @dataclass
-class _Row:
-    """Book-keeping for one request while it is in the batch."""
+class StepOutput:
+    """One token a sequence produced in a step. ``result`` is set when the sequence finished with it."""
 
-    index: int
+    seq_id: int
+    token: int
+    delta: str
+    logprob: float | None = None
+    result: GenerationResult | None = None
+
+
+@dataclass(eq=False)
+class _Seq:
+    """Book-keeping for one request from :meth:`Engine.add` until it finishes."""
+
+    id: int
     req: GenerationRequest
     stop_ids: frozenset[int]
     stream: TextStream | None
+    uniforms: torch.Tensor | None  # [max_new_tokens] for sampled requests
+    slot: int = -1
+    prefilled: int = 0  # prompt tokens already in the KV slot
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     result: GenerationResult | None = None
+
+    @property
+    def need(self) -> int:
+        """KV slot length this sequence can reach."""
+        return len(self.req.prompt) + self.req.max_new_tokens
 
 
 def derive_seed(seed: int, index: int) -> int:
@@ -108,14 +137,32 @@ def derive_seed(seed: int, index: int) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout) while generating; the caller's train/eval mode comes back after."""
+    was = model.training
+    if not was:  # already in eval mode: nothing to switch (train(False) walks every module)
+        yield
+        return
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)
+
+
 class Engine:
-    """Batched generation with a KV cache for an ``olmoflow.model.Olmo``.
+    """Continuous-batching generation with per-sequence KV slots for an ``olmoflow.model.Olmo``.
 
     ``tokenizer`` (an olmoflow ``Tok``, a ``tokenizers.Tokenizer`` or anything with ``decode``)
     enables ``text`` in results, stop strings and text deltas in streaming.
-    ``drop_finished``: drop finished rows from the batch (True) or keep decoding them masked.
-    ``prefill_chunk``: prompts are prefilled in chunks of this many tokens (bounds the attention
+    ``max_batch_size``: most sequences running at once (KV slots).
+    ``max_batched_tokens``: most tokens one step feeds the model (decode rows + prefill chunks).
+    ``prefill_chunk``: most prompt tokens of one sequence prefilled per step (bounds the attention
     mask / score memory of long prompts); only the last position's logits are computed.
+    ``max_len``: KV slot length (None: sized by :meth:`generate` to its requests, or the model's
+    context for requests added with :meth:`add`). ``max_waiting``: bound on the waiting queue
+    (None: unbounded); :meth:`add` raises :class:`QueueFullError` beyond it.
     """
 
     def __init__(
@@ -124,12 +171,14 @@ class Engine:
         tokenizer=None,
         max_batch_size: int = 32,
         device: str | torch.device | None = None,
-        drop_finished: bool = True,
         prefill_chunk: int = 512,
+        max_batched_tokens: int | None = None,
+        max_len: int | None = None,
+        max_waiting: int | None = None,
     ):
         if max_batch_size < 1:
             raise OlmoflowError(f"max_batch_size must be >= 1, got {max_batch_size}")
-        self.model = model.eval()
+        self.model = model
         param = next(model.parameters())
         self.device = torch.device(device) if device is not None else param.device
         if param.device != self.device:
@@ -139,137 +188,240 @@ class Engine:
         self.tokenizer = tokenizer
         self.decode: DecodeFn | None = decode_fn(tokenizer)
         self.max_batch_size = max_batch_size
-        self.drop_finished = drop_finished
-        self.prefill_chunk = prefill_chunk
+        self.prefill_chunk = prefill_chunk if prefill_chunk > 0 else 1 << 30
+        self.max_batched_tokens = max_batched_tokens or max(2048, max_batch_size + self.prefill_chunk)
+        if self.max_batched_tokens <= max_batch_size:
+            raise OlmoflowError(f"max_batched_tokens ({self.max_batched_tokens}) must exceed max_batch_size "
+                                f"({max_batch_size}): prefill needs room next to a full decode batch")
+        self.max_len = max_len
+        self.max_waiting = max_waiting
+        self.cache: SlotKVCache | None = None
+        self.waiting: deque[_Seq] = deque()
+        self.running: dict[int, _Seq] = {}  # by seq id, in admission order
+        self._next_id = 0
+        self.steps = 0  # forward steps taken (decode or prefill), for tests and metrics
+
+    # ------------------------------------------------------------------ scheduler interface
+
+    def add(self, request: GenerationRequest, text: bool = True) -> int:
+        """Queue a request; returns its sequence id. ``text``: stream text deltas (needs a tokenizer)."""
+        request.validate(self.cfg.vocab_size)
+        if request.stop_strings and self.decode is None:
+            raise OlmoflowError("stop_strings need a tokenizer: pass tokenizer= to the Engine")
+        if self.max_len is not None and len(request.prompt) + request.max_new_tokens > self.max_len:
+            raise OlmoflowError(f"prompt ({len(request.prompt)} tokens) + max_new_tokens ({request.max_new_tokens}) "
+                                f"exceeds the engine's max_len {self.max_len}")
+        if self.max_waiting is not None and len(self.waiting) >= self.max_waiting:
+            raise QueueFullError(f"the waiting queue is full ({self.max_waiting} requests)")
+        seed = request.seed if request.seed is not None else int(torch.randint(0, 2**62, ()).item())
+        uniforms = None
+        if request.temperature > 0:
+            g = torch.Generator().manual_seed(seed)
+            uniforms = torch.rand(request.max_new_tokens, generator=g)
+        need_text = self.decode is not None and (text or bool(request.stop_strings))
+        seq = _Seq(
+            id=self._next_id,
+            req=request,
+            stop_ids=frozenset(int(t) for t in request.stop_token_ids),
+            stream=TextStream(self.decode, request.stop_strings) if need_text else None,
+            uniforms=uniforms,
+        )
+        self._next_id += 1
+        self.waiting.append(seq)
+        return seq.id
+
+    def abort(self, seq_id: int) -> bool:
+        """Drop a waiting or running sequence at once (its KV slot is free for the next step)."""
+        for seq in self.waiting:
+            if seq.id == seq_id:
+                self.waiting.remove(seq)
+                return True
+        seq = self.running.pop(seq_id, None)
+        if seq is None:
+            return False
+        self.cache.reset(seq.slot)
+        return True
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.running)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting)
+
+    def step(self) -> list[StepOutput]:
+        """Admit waiting requests, decode one token for each running sequence, prefill new ones.
+
+        Returns every token produced in this step (a prefill that completes a prompt produces the
+        sequence's first token)."""
+        out: list[StepOutput] = []
+        with _eval_mode(self.model), torch.inference_mode():
+            self._admit()
+            decoding = [s for s in self.running.values() if s.prefilled == len(s.req.prompt)]
+            if decoding:
+                decoding.sort(key=lambda s: s.slot)  # slots 0..B-1 in order are read as views
+                tokens = torch.tensor([[s.tokens[-1]] for s in decoding], device=self.device)
+                self.cache.use([s.slot for s in decoding])
+                logits = self.model(tokens, cache=self.cache, logits_to_keep=1)[:, -1]
+                self.steps += 1
+                out += self._sample(decoding, logits)
+            budget = self.max_batched_tokens - len(decoding)
+            chunks: list[tuple[_Seq, list[int]]] = []
+            for s in self.running.values():
+                left = len(s.req.prompt) - s.prefilled
+                if left == 0:
+                    continue
+                n = min(left, self.prefill_chunk, budget)
+                if n <= 0:
+                    break
+                chunks.append((s, s.req.prompt[s.prefilled : s.prefilled + n]))
+                budget -= n
+            if chunks:
+                out += self._prefill(chunks)
+        for o in out:
+            if o.result is not None:
+                seq = self.running.pop(o.seq_id)
+                self.cache.reset(seq.slot)
+        return out
 
     def generate(
         self, requests: Sequence[GenerationRequest], stream_callback: StreamCallback | None = None
     ) -> list[GenerationResult]:
-        """Generate for every request; results come back in request order."""
+        """Generate for every request; results come back in request order.
+
+        ``stream_callback(i, token, delta)`` is called for every token of request ``i``."""
+        if self.has_work:
+            raise OlmoflowError("Engine.generate: the engine is already serving requests added with add()")
         for r in requests:
             r.validate(self.cfg.vocab_size)
-            if r.stop_strings and self.decode is None:
-                raise OlmoflowError("stop_strings need a tokenizer: pass tokenizer= to the Engine")
-        seeds = [r.seed if r.seed is not None else int(torch.randint(0, 2**62, ()).item()) for r in requests]
-        # longest prompts first: waves of similar lengths waste less compute on padding
+        if not requests:
+            return []
+        need = max(len(r.prompt) + r.max_new_tokens for r in requests)
+        self._ensure_cache(min(len(requests), self.max_batch_size), need)
+        # longest prompts first: prefill chunks of similar lengths waste less compute on padding
         order = sorted(range(len(requests)), key=lambda i: -len(requests[i].prompt))
+        index = {self.add(requests[i], text=stream_callback is not None): i for i in order}
         results: list[GenerationResult | None] = [None] * len(requests)
         rows_per_step = min(len(requests), self.max_batch_size)
         layout = _input_major_weights(self.model) if rows_per_step <= _INPUT_MAJOR_MAX_ROWS else nullcontext()
-        with layout, torch.inference_mode():
-            for start in range(0, len(order), self.max_batch_size):
-                wave = order[start : start + self.max_batch_size]
-                for i, res in zip(wave, self._generate_wave(requests, wave, seeds, stream_callback)):
-                    results[i] = res
+        with layout, _eval_mode(self.model):
+            while self.has_work:
+                for o in self.step():
+                    if stream_callback is not None:
+                        stream_callback(index[o.seq_id], o.token, o.delta)
+                    if o.result is not None:
+                        results[index[o.seq_id]] = o.result
         return results  # type: ignore[return-value]
 
-    # ------------------------------------------------------------------ one wave
+    # ------------------------------------------------------------------ internals
 
-    def _generate_wave(self, requests, wave: list[int], seeds: list[int], callback) -> list[GenerationResult]:
-        dev = self.device
-        need_text = self.decode is not None and (callback is not None or any(requests[i].stop_strings for i in wave))
-        rows = [
-            _Row(
-                index=i,
-                req=requests[i],
-                stop_ids=frozenset(int(t) for t in requests[i].stop_token_ids),
-                stream=TextStream(self.decode, requests[i].stop_strings) if need_text else None,
-            )
-            for i in wave
-        ]
-        b = len(rows)
-        t = max(len(r.req.prompt) for r in rows)
-        steps = max(r.req.max_new_tokens for r in rows)
-        ids = torch.full((b, t), self.cfg.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((b, t), dtype=torch.long)
-        for j, r in enumerate(rows):
-            p = torch.tensor(r.req.prompt, dtype=torch.long)
-            ids[j, t - len(p) :] = p
-            mask[j, t - len(p) :] = 1
-        ids, mask = ids.to(dev), mask.to(dev)
+    def _ensure_cache(self, n_slots: int, max_len: int) -> None:
+        """(Re)allocate the KV slots when idle and the current ones are too few or too short."""
+        c = self.cache
+        if c is not None and c.n_slots >= n_slots and c.max_len >= max_len:
+            return
+        if self.running:
+            return
+        if c is not None:
+            n_slots, max_len = max(n_slots, c.n_slots), max(max_len, c.max_len)
+        self.cache = None  # free the old slots before allocating the new ones
+        self.cache = SlotKVCache(self.cfg, n_slots, max_len, device=self.device, dtype=self.dtype)
 
-        uniforms = torch.zeros(b, steps)
-        for j, r in enumerate(rows):
-            if r.req.temperature > 0:
-                g = torch.Generator().manual_seed(seeds[r.index])
-                uniforms[j, : r.req.max_new_tokens] = torch.rand(r.req.max_new_tokens, generator=g)
-        sampler = BatchSampler(
-            [r.req.temperature for r in rows], [r.req.top_k for r in rows], [r.req.top_p for r in rows], uniforms, dev
-        )
-        want_lp = any(r.req.logprobs for r in rows)
+    def _admit(self) -> None:
+        """Move waiting requests (first come, first served) into free KV slots."""
+        if not self.waiting:
+            return
+        if self.cache is None or (not self.running and self.waiting[0].need > self.cache.max_len):
+            self._ensure_cache(self.max_batch_size, max(self.max_len or self.cfg.max_seq_len, self.waiting[0].need))
+        used = {s.slot for s in self.running.values()}
+        free = [i for i in range(self.cache.n_slots) if i not in used]
+        while self.waiting and free and len(self.running) < self.max_batch_size:
+            if self.waiting[0].need > self.cache.max_len:
+                break  # waits until the batch drains and the slots can grow
+            seq = self.waiting.popleft()
+            seq.slot = free.pop(0)
+            self.cache.reset(seq.slot)
+            self.running[seq.id] = seq
 
-        cache = KVCache(self.cfg, b, t + steps, device=dev, dtype=self.dtype)
-        logits = self._prefill(ids, mask, cache)
-        active = list(range(b))  # active[k] = position in `rows` of cache row k
-        for step in range(steps):
-            tokens, lps = sampler.sample(logits, step, want_lp)
-            tok_list = tokens.tolist()
-            lp_list = lps.tolist() if lps is not None else None
-            keep: list[int] = []
-            for k, j in enumerate(active):
-                row = rows[j]
-                if row.result is not None:  # finished earlier, kept in the batch (drop_finished=False)
-                    continue
-                self._advance(row, tok_list[k], lp_list[k] if lp_list else None, callback)
-                if row.result is None:
-                    keep.append(k)
-            if not keep:
-                break
-            if self.drop_finished and len(keep) < len(active):
-                index = torch.tensor(keep, device=dev)
-                cache.reorder(index)
-                sampler.reorder(index)
-                tokens = tokens[index]
-                active = [active[k] for k in keep]
-            logits = self.model(tokens[:, None], cache=cache, logits_to_keep=1)[:, -1]  # no padding
-        return [r.result for r in rows]  # type: ignore[misc]
+    def _prefill(self, chunks: list[tuple[_Seq, list[int]]]) -> list[StepOutput]:
+        """One forward over prompt chunks (left-padded to a common length); sequences whose prompt
+        is now complete sample their first token."""
+        t = max(len(c) for _, c in chunks)
+        ids = torch.full((len(chunks), t), self.cfg.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(chunks), t), dtype=torch.long)
+        for j, (_, c) in enumerate(chunks):
+            ids[j, t - len(c) :] = torch.tensor(c, dtype=torch.long)
+            mask[j, t - len(c) :] = 1
+        padded = any(len(c) < t for _, c in chunks)
+        self.cache.use([s.slot for s, _ in chunks])
+        logits = self.model(ids.to(self.device), attention_mask=mask.to(self.device) if padded else None,
+                            cache=self.cache, logits_to_keep=1)[:, -1]
+        self.steps += 1
+        done = []
+        for j, (s, c) in enumerate(chunks):
+            s.prefilled += len(c)
+            if s.prefilled == len(s.req.prompt):
+                done.append(j)
+        if not done:
+            return []
+        return self._sample([chunks[j][0] for j in done], logits[done])
 
-    def _prefill(self, ids: torch.Tensor, mask: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Run the padded prompts through the model in chunks; next-token logits [B, V] in float32."""
-        t = ids.shape[1]
-        chunk = self.prefill_chunk if self.prefill_chunk > 0 else t
-        logits = None
-        for s in range(0, t, chunk):
-            x, m = ids[:, s : s + chunk], mask[:, s : s + chunk]
-            logits = self.model(x, attention_mask=m, cache=cache, logits_to_keep=1)[:, -1]
-        return logits.float()
+    def _sample(self, seqs: list[_Seq], logits: torch.Tensor) -> list[StepOutput]:
+        """Each sequence's next token from its own logits row, settings and uniform stream."""
+        want_lp = any(s.req.logprobs for s in seqs)
+        if not want_lp and all(s.uniforms is None for s in seqs):  # all greedy: skip the sampler's setup
+            return [self._advance(s, t, None) for s, t in zip(seqs, logits.argmax(-1).tolist())]
+        uniforms = torch.zeros(len(seqs), 1)
+        for j, s in enumerate(seqs):
+            if s.uniforms is not None:
+                uniforms[j, 0] = s.uniforms[len(s.tokens)]
+        sampler = BatchSampler([s.req.temperature for s in seqs], [s.req.top_k for s in seqs],
+                               [s.req.top_p for s in seqs], uniforms, self.device)
+        tokens, lps = sampler.sample(logits.float(), 0, want_lp)
+        tok_list = tokens.tolist()
+        lp_list = lps.tolist() if lps is not None else [None] * len(seqs)
+        return [self._advance(s, t, lp) for s, t, lp in zip(seqs, tok_list, lp_list)]
 
-    def _advance(self, row: _Row, token: int, logprob: float | None, callback) -> None:
-        """Record one generated token for a row; finish the row on a stop or at its length limit."""
-        req = row.req
-        row.tokens.append(token)
+    def _advance(self, seq: _Seq, token: int, logprob: float | None) -> StepOutput:
+        """Record one generated token; finish the sequence on a stop or at its length limit."""
+        req = seq.req
+        seq.tokens.append(token)
         if req.logprobs:
-            row.logprobs.append(logprob)
+            seq.logprobs.append(logprob)
         finish: FinishReason | None = None
         stop: int | str | None = None
         delta = ""
-        if token in row.stop_ids:
+        if token in seq.stop_ids:
             finish, stop = "stop", token
-        elif row.stream is not None:
-            delta = row.stream.add(token)
-            if row.stream.stopped_by is not None:
-                finish, stop = "stop", row.stream.stopped_by
-        if finish is None and len(row.tokens) >= req.max_new_tokens:
+        elif seq.stream is not None:
+            delta = seq.stream.add(token)
+            if seq.stream.stopped_by is not None:
+                finish, stop = "stop", seq.stream.stopped_by
+        if finish is None and len(seq.tokens) >= req.max_new_tokens:
             finish = "length"
         if finish is not None:
-            if row.stream is not None:
-                delta += row.stream.finish()
-            row.result = self._result(row, finish, stop)
-        if callback is not None:
-            callback(row.index, token, delta)
+            if seq.stream is not None:
+                delta += seq.stream.finish()
+            seq.result = self._result(seq, finish, stop)
+        return StepOutput(seq.id, token, delta, logprob, seq.result)
 
-    def _result(self, row: _Row, finish: FinishReason, stop: int | str | None) -> GenerationResult:
+    def _result(self, seq: _Seq, finish: FinishReason, stop: int | str | None) -> GenerationResult:
         text = None
-        if row.stream is not None:
-            text = row.stream.text
+        if seq.stream is not None:
+            text = seq.stream.text
         elif self.decode is not None:
-            text = self.decode(row.tokens[:-1] if finish == "stop" else row.tokens)
+            text = self.decode(seq.tokens[:-1] if finish == "stop" else seq.tokens)
         return GenerationResult(
-            token_ids=list(row.tokens),
+            token_ids=list(seq.tokens),
             finish_reason=finish,
-            n_prompt_tokens=len(row.req.prompt),
+            n_prompt_tokens=len(seq.req.prompt),
             text=text,
-            logprobs=list(row.logprobs) if row.req.logprobs else None,
+            logprobs=list(seq.logprobs) if seq.req.logprobs else None,
             stop=stop,
         )
 

@@ -117,3 +117,144 @@ class KVCache:
             self.k[i] = self.k[i][index]
             self.v[i] = self.v[i][index]
         self.b = int(index.numel())
+
+
+class SlotKVCache:
+    """Per-sequence KV slots for continuous batching: each slot holds one sequence at its own length.
+
+    Slot ``s`` stores position ``p`` of its sequence at index ``p`` of the full-attention layers and
+    at ``p % window`` of the sliding-window layers (a ring, so those layers keep only their window).
+    A forward runs on any subset of slots, chosen with :meth:`use` (batch row ``j`` = slot
+    ``rows[j]``); each row continues from its own length, so sequences admitted at different times
+    decode side by side and a finished sequence's slot is reused by :meth:`reset` at once, without
+    touching the other rows. Since every index at or below a query's position belongs to the
+    current sequence, masks follow from positions alone (stale keys of a slot's previous sequence
+    sit above its length and are never attended to).
+
+    Implements the cache protocol ``Olmo.forward`` uses (``next_positions``, ``begin``,
+    ``update``, ``end``, ``max_len``), like :class:`KVCache`.
+    """
+
+    def __init__(self, cfg: ModelConfig, n_slots: int, max_len: int, device=None, dtype=torch.float32):
+        self.cfg, self.n_slots, self.max_len, self.dtype = cfg, n_slots, max_len, dtype
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.window = min(cfg.sliding_window or max_len, max_len)
+        self.lengths = [0] * n_slots
+        shape = {"full": max_len, "sliding": self.window}
+        self.k: dict[int, torch.Tensor] = {}
+        self.v: dict[int, torch.Tensor] = {}
+        for i, lt in enumerate(cfg.layer_types):
+            s = (n_slots, cfg.n_kv_heads, shape[lt], cfg.head_dim)
+            self.k[i] = torch.zeros(s, dtype=dtype, device=self.device)
+            self.v[i] = torch.zeros(s, dtype=dtype, device=self.device)
+        self.use([])
+
+    # ------------------------------------------------------------------ slot management
+
+    def reset(self, slot: int) -> None:
+        """Free a slot for a new sequence (its old keys are masked out by position)."""
+        self.lengths[slot] = 0
+
+    def use(self, rows: list[int]) -> None:
+        """Select the slots of the next forward: batch row ``j`` reads and writes slot ``rows[j]``."""
+        self.rows = list(rows)
+        self._rows_t = torch.tensor(self.rows, dtype=torch.long, device=self.device)
+        # rows 0..B-1 in order: slot tensors are sliced (views), not gathered
+        self._contiguous = self.rows == list(range(len(self.rows)))
+
+    def _select(self, x: torch.Tensor, s: int) -> torch.Tensor:
+        x = x[:, :, :s]
+        return x[: len(self.rows)] if self._contiguous else x.index_select(0, self._rows_t)
+
+    # ------------------------------------------------------------------ the forward protocol
+
+    def next_positions(self, valid: torch.Tensor | None, t: int) -> torch.Tensor:
+        """Positions [B, t] of the next tokens of each selected slot (padding does not advance them)."""
+        n = torch.tensor([self.lengths[r] for r in self.rows], dtype=torch.long, device=self.device)[:, None]
+        if valid is None:
+            return n + torch.arange(t, device=self.device)
+        return n + (valid.long().cumsum(1) - 1).clamp(min=0)
+
+    def begin(self, qpos: torch.Tensor, valid: torch.Tensor | None) -> dict[str, torch.Tensor | DecodeBias]:
+        """Plan this step's writes and return the per-type masks (``DecodeBias`` for one token per
+        row without padding, else boolean [B, 1, T, S])."""
+        b, t = qpos.shape
+        if b != len(self.rows):
+            raise ValueError(f"SlotKVCache: batch of {b} rows but {len(self.rows)} slots selected (use())")
+        counts = [t] * b if valid is None else valid.long().sum(1).tolist()
+        before = [self.lengths[r] for r in self.rows]
+        after = [n + c for n, c in zip(before, counts)]
+        if max(after, default=0) > self.max_len:
+            raise ValueError(f"KV cache full: a sequence would reach {max(after)} tokens > max_len {self.max_len}")
+        self._counts = counts
+        w = self.window
+        self._s = max(after, default=0)
+        if t == 1 and valid is None:
+            q = qpos[:, 0]
+            self._decode = (q, q % w)
+            # one row: plain integer indexing (no index tensors; the common interactive case)
+            self._one = (self.rows[0], before[0], before[0] % w) if b == 1 else None
+            kidx = torch.arange(self._s, device=self.device)
+            full = kidx[None, :] <= q[:, None]
+            ring = self._ring_positions(q + 1)
+            return {"full": decode_bias(full, self.cfg.n_kv_heads, self.dtype),
+                    "sliding": decode_bias(ring >= 0, self.cfg.n_kv_heads, self.dtype)}
+        self._decode = None
+        if valid is None:
+            valid = torch.ones_like(qpos, dtype=torch.bool)
+        src_b, src_t = valid.nonzero(as_tuple=True)
+        dest = qpos[src_b, src_t]
+        self._full_write = (self._rows_t[src_b], dest, src_b, src_t)
+        end = torch.tensor(after, dtype=torch.long, device=self.device)
+        keep = dest > end[src_b] - 1 - w  # only each row's last `window` tokens go into the ring
+        self._ring_write = (self._rows_t[src_b[keep]], dest[keep] % w, src_b[keep], src_t[keep])
+        q = qpos[:, :, None]
+        kidx = torch.arange(self._s, device=self.device)[None, None, :]
+        pad_q = ~valid[:, :, None]
+        full = (kidx <= q) | pad_q
+        n0 = torch.tensor(before, dtype=torch.long, device=self.device)
+        kpos = torch.cat([self._ring_positions(n0), torch.where(valid, qpos, torch.full_like(qpos, -1))], dim=1)
+        kpos = kpos[:, None, :]
+        sliding = ((kpos >= 0) & (kpos <= q) & (kpos > q - w)) | pad_q
+        return {"full": full[:, None], "sliding": sliding[:, None]}
+
+    def _ring_positions(self, n: torch.Tensor) -> torch.Tensor:
+        """[B, window]: the position ring index i holds once a slot has ``n`` tokens (-1: empty)."""
+        i = torch.arange(self.window, device=self.device)[None, :]
+        last = n[:, None] - 1
+        p = last - torch.remainder(last - i, self.window)
+        return torch.where(p >= 0, p, torch.full_like(p, -1))
+
+    def update(self, layer: int, layer_type: str, k: torch.Tensor, v: torch.Tensor):
+        """Store this step's k/v [B, KV, T, hd] in the selected slots; return what to attend over."""
+        kc, vc = self.k[layer], self.v[layer]
+        k, v = k.to(self.dtype), v.to(self.dtype)  # under autocast new keys may be bf16
+        if self._decode is not None and self._one is not None:
+            slot, q1, r1 = self._one
+            idx = q1 if layer_type == "full" else r1
+            kc[slot, :, idx] = k[0, :, 0]
+            vc[slot, :, idx] = v[0, :, 0]
+            s = self._s if layer_type == "full" else self.window
+            return kc[slot : slot + 1, :, :s], vc[slot : slot + 1, :, :s]
+        if self._decode is not None:
+            q, ring_idx = self._decode
+            idx = q if layer_type == "full" else ring_idx
+            kc[self._rows_t, :, idx] = k[:, :, 0]
+            vc[self._rows_t, :, idx] = v[:, :, 0]
+            s = self._s if layer_type == "full" else self.window
+            return self._select(kc, s), self._select(vc, s)
+        if layer_type == "full":
+            slot, dest, sb, st = self._full_write
+            kc[slot, :, dest] = k[sb, :, st]
+            vc[slot, :, dest] = v[sb, :, st]
+            return self._select(kc, self._s), self._select(vc, self._s)
+        k_all = torch.cat([self._select(kc, self.window), k], dim=2)
+        v_all = torch.cat([self._select(vc, self.window), v], dim=2)
+        slot, dest, sb, st = self._ring_write
+        kc[slot, :, dest] = k[sb, :, st]
+        vc[slot, :, dest] = v[sb, :, st]
+        return k_all, v_all
+
+    def end(self, t: int) -> None:
+        for r, c in zip(self.rows, self._counts):
+            self.lengths[r] += c
