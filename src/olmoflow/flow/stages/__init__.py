@@ -7,6 +7,7 @@ does not use a stage, never needs that stage's extras.
 
 from olmoflow.flow.stages import (  # noqa: F401
     chat_data,
+    claims,
     curate,
     demo_corpus,
     dpo,
