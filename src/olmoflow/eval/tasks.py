@@ -12,7 +12,9 @@ A task spec on the command line is one of
 - a local JSONL file ``FORMAT:PATH`` with FORMAT one of ``rc``, ``mc``, ``gen``, ``ppl``,
   ``code``, or a bare ``PATH.jsonl`` whose format is read from the first line's fields
   (docs/eval.md gives the schemas);
-- ``arith_gen:PATH`` etc. for an arithmetic file written by the data stage (``math_eval.jsonl``).
+- ``arith_gen:PATH`` etc. for an arithmetic file written by the data stage (``math_eval.jsonl``);
+- a long-context task generated at a length, ``passkey:512[:TOKENIZER_DIR]`` (also
+  ``niah_multikey``, ``variable_tracking``, ``common_words``; ``olmoflow.eval.ruler``).
 
 Formats (OLMES): ``rc`` scores every answer as a cloze continuation (raw, per-token, per-char
 and PMI normalisations), ``mc`` lists the answers with letters and scores `` A``, `` B``, …;
@@ -189,6 +191,10 @@ def get_task(spec: str) -> Task:
     looks_like_file = rest.endswith((".jsonl", ".jsonl.gz", ".json")) or "/" in rest
     if head.startswith("arith_") and rest and looks_like_file and not _SHOT_RE.match(first) and first not in ("rc", "mc"):
         return loaders.arith_task(head, path=rest)
+    from olmoflow.eval.ruler import RULER_TASKS, ruler_task
+
+    if head in RULER_TASKS:  # long-context tasks generated at a length: passkey:512[:TOKENIZER_DIR]
+        return ruler_task(spec)
     names = list_tasks()
     if head not in _REGISTRY:
         close = [n for n in names if head.split("_")[0] in n][:8]

@@ -113,6 +113,9 @@ class TrainConfig(Config):
     model_overrides: dict[str, Any] = Field(default_factory=dict)
     #: start from these weights (native checkpoint dir, training checkpoint or HF dir)
     init_from: str | None = None
+    #: with ``init_from`` a training checkpoint (or a run's ``final/``): also load its optimizer state
+    #: (AdamW moments); default a fresh optimizer, as midtraining and long-context stages start
+    init_optimizer: bool = False
     data: DataConfig = Field(default_factory=DataConfig)
     seq_len: int = Field(512, gt=1)
     micro_batch: int = Field(4, gt=0)

@@ -199,6 +199,8 @@ class Trainer:
             D.apply_fsdp(self.model, self.device, self.bf16)
         self.model.train()
         self.optimizer = build_optimizer(self.model, cfg.optimizer)
+        if cfg.init_from and cfg.init_optimizer and self.resume_from is None:
+            self._init_optimizer(cfg.init_from)
         self.guard = SpikeGuard(cfg.spike_window, cfg.spike_sigma, cfg.spike_warmup, enabled=cfg.spike_skip)
         self.step = 0
         self.tokens = 0
@@ -221,6 +223,16 @@ class Trainer:
             C.verify_checkpoint(path)
         src = load(path)
         self.model.load_state_dict(src.state_dict())
+
+    def _init_optimizer(self, path: str) -> None:
+        """Load the optimizer state of the training checkpoint at ``path`` (a run's ``final/``
+        names its checkpoint in ``checkpoint.txt``); its weights are the ones already loaded."""
+        ckpt = Path(path)
+        if (ckpt / "checkpoint.txt").is_file():
+            ckpt = Path((ckpt / "checkpoint.txt").read_text().strip())
+        if not (ckpt / "dcp").is_dir():
+            raise OlmoflowError(f"key 'init_optimizer': {path} holds no optimizer state (not a training checkpoint)")
+        C.load_checkpoint(ckpt, self.model, self.optimizer, verify=self.cfg.checkpoint.verify, restore_rng=False)
 
     def _trainer_state(self) -> dict[str, Any]:
         return {

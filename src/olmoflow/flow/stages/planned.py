@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from olmoflow.flow.registry import STAGES, register_planned
 
-PLANNED = {
-    "midtrain": "anneal from a pretraining checkpoint on a new mix, lr linearly to 0",
-    "longcontext": "context extension with YaRN on full-attention layers, lr linearly to 0",
-    "soup": "uniform weight average of several runs or checkpoints",
-}
+#: none at present (midtrain, long_context and soup landed); the mechanism stays for the next ones
+PLANNED: dict[str, str] = {}
 
 for _name, _desc in PLANNED.items():
     if _name not in STAGES or STAGES[_name].planned:
