@@ -10,7 +10,7 @@ from pathlib import Path
 
 from olmoflow.errors import OlmoflowError
 
-__all__ = ["demo_main", "fork_main", "lineage_main", "release_main", "report_main", "run_main"]
+__all__ = ["demo_main", "fork_main", "lineage_main", "print_next_steps", "release_main", "report_main", "run_main"]
 
 
 def _default_workdir(flow: Path) -> Path:
@@ -34,7 +34,7 @@ def _finish(workdir: Path, quiet: bool) -> tuple[Path | None, str | None]:
 def run_main(argv: list[str]) -> int:
     """olmoflow run FLOW.yaml [--workdir DIR] [--dry-run] [--quiet] [stage.key=value ...]"""
     ap = argparse.ArgumentParser(prog="olmoflow run", usage="%(prog)s [-h] [--workdir WORKDIR] [--dry-run] [--quiet] "
-                                 "flow [overrides ...]", description="Run a flow file: stages in dependency "
+                                 "[--force STAGE] flow [overrides ...]", description="Run a flow file: stages in dependency "
                                  "order, skipping those whose config and inputs are unchanged.")
     ap.add_argument("flow", type=Path, nargs="?", help="flow file (YAML)")
     ap.add_argument("overrides", nargs="*", help="STAGE.key.path=value (stage config), STAGE.inputs.NAME=ref, seed=N")
@@ -43,6 +43,8 @@ def run_main(argv: list[str]) -> int:
     ap.add_argument("--quiet", action="store_true", help="no progress output")
     ap.add_argument("--variant", default=None, help="a named variant of the flow (its 'variants:' entry), "
                     "applied before the command line's overrides")
+    ap.add_argument("--force", action="append", default=[], metavar="STAGE",
+                    help="run STAGE and every stage that depends on it again, although cached (repeatable)")
     args = ap.parse_intermixed_args(argv)
     if args.flow is None:  # (argparse would also call the optional overrides "required")
         ap.error("the following arguments are required: flow")
@@ -51,7 +53,7 @@ def run_main(argv: list[str]) -> int:
 
     spec = load_flow(args.flow, args.overrides, variant=args.variant)
     workdir = args.workdir or _default_workdir(args.flow)
-    run_flow(spec, workdir, quiet=args.quiet, dry_run=args.dry_run)
+    run_flow(spec, workdir, quiet=args.quiet, dry_run=args.dry_run, force=args.force)
     if not args.dry_run:
         _finish(workdir, args.quiet)
     return 0
@@ -84,7 +86,28 @@ def demo_main(argv: list[str]) -> int:
     print(f"report: {path}")
     if sample is not None:
         print("sample generation:\n" + sample)
+    print_next_steps(workdir)
     return 0
+
+
+def print_next_steps(workdir: Path) -> Path | None:
+    """Print the flow's final model (the last completed stage that wrote a model checkpoint) and the
+    commands to chat with, serve and evaluate it; return its path (None, printing nothing, if the
+    run made no model). Called at the end of ``olmoflow demo``."""
+    from olmoflow.flow.card import final_model, next_commands
+    from olmoflow.flow.report import load_state, stage_artifacts
+
+    workdir = Path(workdir).resolve()
+    state = load_state(workdir)
+    arts = stage_artifacts(workdir, state)
+    found = final_model(state, arts)
+    if found is None:
+        return None
+    stage, model = found
+    print(f"final model ({stage}, artifact {arts[stage][1]['id'][:12]}): {model}")
+    for what, cmd in next_commands(model, workdir)[:3]:
+        print(f"  {cmd}    # {what}")
+    return model
 
 
 def lineage_main(argv: list[str]) -> int:

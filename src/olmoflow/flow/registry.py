@@ -182,6 +182,12 @@ class StageType:
     resume_point: Callable[[Any, Path], ResumePoint | None] | None = None
     """``(config, leftover out_dir) -> latest complete checkpoint or None`` for stage types that can
     continue an interrupted run (training); None: an interrupted run is wiped and redone."""
+    optional: Callable[[Any, dict[str, Path | None], Path], dict[str, str | None]] | None = None
+    """``(config, input paths, workdir) -> {piece: None if available, else why not}`` for stage types
+    with optional parts (evaluate's ``optional_tasks``). Which pieces are available is part of the
+    cache key (installing one later makes the stage run again); missing ones are named on the
+    console, in the manifest (``optional_missing``) and in REPORT.md. The stage receives the answer
+    in ``ctx.extra["optional"]``."""
 
     def config_class(self) -> type[BaseModel] | None:
         """The config class (calling the function it was registered as, the first time)."""
@@ -220,6 +226,7 @@ def register_stage(
     volatile_keys: dict[str, tuple[str, ...]] | None = None,
     estimate: Callable[[dict], dict] | None = None,
     resume_point: Callable[[Any, Path], ResumePoint | None] | None = None,
+    optional: Callable[[Any, dict[str, Path | None], Path], dict[str, str | None]] | None = None,
 ) -> Callable[[StageFn], StageFn]:
     """Decorator registering ``fn`` as stage type ``name`` (re-registering replaces it)."""
 
@@ -237,6 +244,7 @@ def register_stage(
             volatile_keys=dict(volatile_keys or {}),
             estimate=estimate,
             resume_point=resume_point,
+            optional=optional,
         )
         return fn
 

@@ -111,6 +111,11 @@ def _stages_section(state: dict[str, Any], arts: dict[str, tuple[Path, dict]]) -
             st = ent.get("status")
             label = "failed" if st == "failed" else "missing" if ent.get("artifact") else "not run"
             lines.append(f"| {name} | {ent.get('type', '?')} | {label} | - | - | - |")
+    missing = [(n, piece, why) for n, (_, m) in arts.items() for piece, why in (m.get("optional_missing") or {}).items()]
+    if missing:  # (the runner also says so on the console; availability is part of the stage's cache key)
+        lines += ["", "Optional parts missing (the stage ran without them; make them available and run again, "
+                  "and the stage runs again to include them):", ""]
+        lines += [f"- {n}: `{piece}` — {why}" for n, piece, why in missing]
     return lines + [""]
 
 

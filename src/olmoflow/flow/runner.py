@@ -17,8 +17,10 @@ import copy
 import datetime as dt
 import json
 import os
+import shutil
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,8 @@ class StagePlan:
     estimate: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str | None] = field(default_factory=dict)
     """olmoflow's and the output-shaping libraries' versions (part of the cache key)."""
+    optional: dict[str, str | None] = field(default_factory=dict)
+    """The stage type's optional pieces: None if available, else why not (availability is in the key)."""
 
 
 @dataclass
@@ -216,7 +220,7 @@ class Runner:
     """Plans and runs one flow in one workdir."""
 
     def __init__(self, spec: FlowSpec, workdir: Path, *, quiet: bool = False, dry_run: bool = False,
-                 fork: dict[str, Any] | None = None, console: Console | None = None):
+                 fork: dict[str, Any] | None = None, console: Console | None = None, force: Iterable[str] = ()):
         self.spec = spec
         self.workdir = Path(workdir).resolve()
         self.quiet = quiet
@@ -229,6 +233,7 @@ class Runner:
         self.order = toposort(spec)
         self.types: dict[str, StageType] = {n: _stage_type(spec, n) for n in self.order}
         self.fork_affected = (descendants(spec, fork["stage"]) | {fork["stage"]}) if fork else set()
+        self.forced = forced_stages(spec, force)
         self.hash_cache: dict[str, Any] = {}
         cache_file = self.workdir / HASH_CACHE
         if cache_file.is_file():
@@ -281,9 +286,23 @@ class Runner:
     def _cache_key(self, plan: StagePlan) -> str | None:
         if any(i.kind in ("pending", "missing") for i in plan.inputs.values()):
             return None
-        return sha256_json({"type": plan.type, "config": plan.config, "seed": self.spec.seed,
-                            "inputs": {k: v.key_part() for k, v in sorted(plan.inputs.items())},
-                            "versions": plan.versions})
+        parts = {"type": plan.type, "config": plan.config, "seed": self.spec.seed,
+                 "inputs": {k: v.key_part() for k, v in sorted(plan.inputs.items())}, "versions": plan.versions}
+        if plan.optional:  # (only then: stages without optional pieces keep their keys)
+            parts["optional_available"] = {k: why is None for k, why in sorted(plan.optional.items())}
+        return sha256_json(parts)
+
+    def _check_optional(self, plan: StagePlan, st: StageType) -> None:
+        """Ask the stage type which optional pieces are available; name the missing ones."""
+        if st.optional is None:
+            return
+        paths = {k: r.path for k, r in plan.inputs.items()}
+        plan.optional = dict(st.optional(st.typed_config(plan.config), paths, self.workdir))
+        for piece, why in plan.optional.items():
+            if why is not None:
+                self._say(f"stage {plan.name}: optional {piece} skipped: {why} (make it available and run again: "
+                          "the stage then runs again to include it)")
+                self.log("stage_optional_missing", stage=plan.name, piece=piece, reason=why)
 
     # ---- running --------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -345,10 +364,22 @@ class Runner:
             if r.kind == "uri":
                 raise OlmoflowError(f"{self.spec.source}: stages.{n}.inputs.{k}: {r.ref} is a remote reference; "
                                     "download it and give a local path")
+        self._check_optional(plan, st)
         plan.key = self._cache_key(plan)
         assert plan.key is not None
         tag = f"[{i}/{len(self.order)}] [bold]{n}[/bold] ({plan.type})"
         cached = self.store.lookup(n, plan.key)
+        if cached is not None and n in self.forced:  # --force: run again; the old artifact is kept until it succeeds
+            aside = self.store.set_aside(cached)
+            self._say(f"stage {n}: forced to run again (--force); {self._rel(cached)} is replaced when it succeeds")
+            self.log("stage_force", stage=n, key=plan.key)
+            try:
+                self._execute(tag, plan, st)
+            except BaseException:
+                self.store.restore(aside, cached)
+                raise
+            shutil.rmtree(aside, ignore_errors=True)
+            return
         if cached is not None:
             m = read_manifest(cached)
             plan.status, plan.artifact_dir, plan.artifact_id = "cached", cached, m["id"]
@@ -356,10 +387,16 @@ class Runner:
             self.log("stage_skip", stage=n, key=plan.key, artifact=m["id"])
             self.console.print(f"{tag} [green]cached[/green] {m['id'][:12]}")
             return
+        self._execute(tag, plan, st)
+
+    def _execute(self, tag: str, plan: StagePlan, st: StageType) -> None:
+        """Run one stage into its output directory and mark the artifact complete."""
+        n = plan.name
         out, resume = self._output_dir(plan, st)
         fork = self.fork if n in self.fork_affected else None
         ctx = StageContext(stage=n, seed=self.spec.seed, workdir=self.workdir, quiet=self.quiet,
-                           fork_origin=fork, log_path=self.workdir / LOG_FILE, resume_from=resume)
+                           fork_origin=fork, log_path=self.workdir / LOG_FILE, resume_from=resume,
+                           extra={"optional": dict(plan.optional)} if plan.optional else {})
         started, t0 = _now(), time.time()
         self.log("stage_start", stage=n, type=plan.type, key=plan.key, dir=str(out),
                  resume_from_step=resume.step if resume else None)
@@ -449,6 +486,7 @@ class Runner:
             "versions": plan.versions,
             "inputs": {k: v.manifest() for k, v in plan.inputs.items()},
             "fork_origin": fork,
+            "optional_missing": {k: why for k, why in plan.optional.items() if why is not None},
             # not in the id: a resumed run's artifact is the same as an uninterrupted run's
             "resumed_from_step": resume.step if resume else None,
             "metrics": plan.metrics,
@@ -482,9 +520,11 @@ class Runner:
             if self.types[n].planned:
                 p.status = "planned"
                 continue
+            if not any(r.kind in ("pending", "missing") for r in p.inputs.values()):
+                self._check_optional(p, self.types[n])
             p.key = self._cache_key(p)
             hit = self.store.lookup(n, p.key) if p.key else None
-            if hit is not None:
+            if hit is not None and n not in self.forced:
                 p.status, p.artifact_dir, p.artifact_id = "cached", hit, read_manifest(hit)["id"]
             else:
                 p.status = "run"
@@ -527,10 +567,21 @@ def print_plan(console: Console, spec: FlowSpec, order: list[str], plans: dict[s
         console.print("[yellow]inputs not found locally:[/yellow] " + "; ".join(missing))
 
 
+def forced_stages(spec: FlowSpec, force: Iterable[str]) -> set[str]:
+    """The stages ``--force STAGE`` runs again: each named stage and every stage reading from it."""
+    out: set[str] = set()
+    for name in force:
+        if name not in spec.stages:
+            raise OlmoflowError(f"--force {name}: no stage {name!r} in {spec.source} (stages: {', '.join(spec.stages)})")
+        out |= {name} | descendants(spec, name)
+    return out
+
+
 def run_flow(spec: FlowSpec, workdir: Path, *, quiet: bool = False, dry_run: bool = False,
              fork_from: Path | None = None, fork_stage: str | None = None,
-             console: Console | None = None) -> RunResult:
-    """Run (or with ``dry_run`` only plan) ``spec`` in ``workdir``; see the module docstring."""
+             console: Console | None = None, force: Iterable[str] = ()) -> RunResult:
+    """Run (or with ``dry_run`` only plan) ``spec`` in ``workdir``; see the module docstring.
+    ``force``: stages to run again although cached, with their dependents (``olmoflow run --force``)."""
     load_plugins(spec.plugins, spec.base_dir)
     fork = apply_fork(spec, fork_from, fork_stage) if fork_from is not None else None
-    return Runner(spec, workdir, quiet=quiet, dry_run=dry_run, fork=fork, console=console).run()
+    return Runner(spec, workdir, quiet=quiet, dry_run=dry_run, fork=fork, console=console, force=force).run()

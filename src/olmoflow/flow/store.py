@@ -67,6 +67,21 @@ class ArtifactStore:
             atomic_write_json(d / STAGE_RECORD, record, indent=None)
         return d
 
+    def set_aside(self, artifact_dir: Path) -> Path:
+        """Move a complete artifact out of the way (``artifacts/.replaced-<name>``) before its stage is
+        forced to run again; :meth:`restore` puts it back if that run fails."""
+        aside = self.root / f".replaced-{artifact_dir.name}"
+        if aside.exists():
+            shutil.rmtree(aside)
+        artifact_dir.rename(aside)
+        return aside
+
+    def restore(self, aside: Path, artifact_dir: Path) -> None:
+        """Undo :meth:`set_aside` (the failed run's leftover directory is removed)."""
+        if artifact_dir.exists():
+            shutil.rmtree(artifact_dir)
+        aside.rename(artifact_dir)
+
     def leftover_record(self, d: Path) -> dict[str, Any] | None:
         """The ``.stage.json`` record of an unfinished directory (None: none, or unreadable)."""
         try:

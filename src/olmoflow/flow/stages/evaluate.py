@@ -137,9 +137,18 @@ EVALUATION = ReportSection("Evaluation", eval_section, order=30)
 RELEASE = (ReleaseFiles("*.json", "reports/eval/{stage}/"),)
 
 
+def optional_tasks(config: Any, inputs: dict[str, Path | None], workdir: Path) -> dict[str, str | None]:
+    """The registry's ``optional`` hook: for each of ``optional_tasks``, None if its data loads, else
+    why not (its availability is part of the cache key: installing the data later reruns the stage)."""
+    wd = Path(workdir).resolve()
+    paths = {k: v for k, v in inputs.items() if v is not None}
+    with contextlib.chdir(wd):
+        return {spec: _available(_fill(spec, paths, "evaluate", wd)) for spec in config.optional_tasks}
+
+
 @register_stage("evaluate", description="evaluate the model and its checkpoints (olmoflow.eval)",
                 config=config_class, report=(EVALUATION,), release=RELEASE, libraries=("torch", "tokenizers"),
-                volatile_files=("sweep.png",))
+                volatile_files=("sweep.png",), optional=optional_tasks)
 def run(config: Any, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
     src = need(inputs, "model", ctx.stage, "a training run artifact or model dir")
     tok = inputs.get("tokenizer")
@@ -158,8 +167,9 @@ def _run(config: Any, inputs: dict[str, Path], out_dir: Path, ctx: StageContext,
 
     tasks = [_fill(t, inputs, ctx.stage, wd) for t in config.tasks]
     skipped: dict[str, str] = {}
+    known = ctx.extra.get("optional") or {}
     for spec in config.optional_tasks:
-        why = _available(_fill(spec, inputs, ctx.stage, wd))
+        why = known[spec] if spec in known else _available(_fill(spec, inputs, ctx.stage, wd))
         if why is None:
             tasks.append(_fill(spec, inputs, ctx.stage, wd))
         else:
