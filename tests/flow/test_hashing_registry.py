@@ -52,8 +52,8 @@ def test_builtin_stage_types_are_registered_and_planned_ones_marked():
         assert name in STAGES and not STAGES[name].planned and STAGES[name].config_class() is not None
     # every implemented stage type is typed; the planned ones only plan
     assert all(st.config_class() is not None for st in STAGES.values() if not st.planned)
-    for name in ("midtrain", "longcontext", "soup"):
-        assert STAGES[name].planned
+    for name in ("midtrain", "long_context", "soup", "microanneal", "long_docs"):
+        assert name in STAGES and not STAGES[name].planned
     assert STAGES["pretrain"].fork_input == "init_from"
 
 

@@ -116,11 +116,16 @@ def test_sigkilled_run_leaves_nothing_complete_and_rerun_completes(flow_file, to
 
 def test_planned_stage_type_refuses_to_run_clearly(tmp_path):
     from olmoflow.flow import parse_flow
+    from olmoflow.flow.registry import STAGES, register_planned
 
-    spec = parse_flow({"stages": {"mid": {"type": "midtrain", "config": {"tokens": 1e9}}}}, base_dir=tmp_path)
-    with pytest.raises(OlmoflowError, match="stage type 'midtrain' is not implemented yet"):
-        run_flow(spec, tmp_path / "w", quiet=True)
-    assert not (tmp_path / "w").exists()
+    register_planned("toy_planned", "a stage type declared for plans only")
+    try:
+        spec = parse_flow({"stages": {"mid": {"type": "toy_planned", "config": {"tokens": 1e9}}}}, base_dir=tmp_path)
+        with pytest.raises(OlmoflowError, match="stage type 'toy_planned' is not implemented yet"):
+            run_flow(spec, tmp_path / "w", quiet=True)
+        assert not (tmp_path / "w").exists()
+    finally:
+        STAGES.pop("toy_planned", None)
 
 
 def test_missing_external_input_names_the_stage_and_path(flow_file, tmp_path):
