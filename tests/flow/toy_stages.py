@@ -129,7 +129,7 @@ def toy_tokens(config: dict, inputs: dict[str, Path], out_dir: Path, ctx: StageC
     from olmoflow.data.tokens import ShardWriter, dtype_for, write_meta
 
     vocab, n_docs = int(config.get("vocab_size", 256)), int(config.get("n_docs", 200))
-    rng = np.random.default_rng(ctx.seed)
+    rng = np.random.default_rng(int(config.get("seed", ctx.seed)))
     docs = [np.append(rng.integers(2, vocab, size=int(rng.integers(5, 60))), 0) for _ in range(n_docs)]  # EOS 0
     with ShardWriter(out_dir, "web-00000", "web", dtype_for(vocab)) as w:
         for i, d in enumerate(docs):
