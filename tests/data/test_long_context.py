@@ -1,0 +1,61 @@
+"""Long-context documents: the gzip-compressibility filter drops the top and bottom fractions,
+related documents are joined, synthetic documents carry their retrieval target."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from olmoflow.data.long_context import (
+    build_long_documents,
+    compressibility_filter,
+    concatenate_related,
+    gzip_ratio,
+    synthetic_documents,
+)
+from olmoflow.errors import OlmoflowError
+from olmoflow.io import read_jsonl
+
+
+def _docs(n: int = 50) -> list[dict]:
+    rng = random.Random(0)
+    out = []
+    for i in range(n):  # from pure repetition (compresses best) to random letters (worst)
+        rep = "abc " * (400 - 8 * i)
+        noise = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(40 * i))
+        out.append({"id": f"d{i:02d}", "text": rep + noise})
+    return out
+
+
+def test_filter_drops_the_most_and_least_compressible_fifths():
+    docs = _docs()
+    ratios = sorted(gzip_ratio(d["text"]) for d in docs)
+    kept, dropped = compressibility_filter(docs, 0.2, 0.2)
+    assert len(kept) == 30 and len(dropped) == 20
+    kr = [gzip_ratio(d["text"]) for d in kept]
+    assert min(kr) == ratios[10] and max(kr) == ratios[39]
+    assert {d["reason"] for d in dropped} == {"most compressible", "least compressible"}
+    assert sum(d["reason"] == "most compressible" for d in dropped) == 10
+    with pytest.raises(OlmoflowError, match="drop_low=0.6, drop_high=0.5"):
+        compressibility_filter(docs, 0.6, 0.5)
+
+
+def test_related_documents_are_joined_by_id_prefix():
+    docs = [{"id": f"code/json/{n}.py", "text": "x" * 300} for n in ("a", "b", "c")]
+    docs += [{"id": "code/csv.py", "text": "y" * 300}, {"id": "prose/topic/t", "text": "z" * 100}]
+    out = concatenate_related(docs, min_chars=500, max_chars=5000)
+    assert [d["id"] for d in out] == ["long/code/json/0"]  # csv (300 chars) and prose are too short
+    assert out[0]["text"] == "\n\n".join(["x" * 300] * 3) and out[0]["source"] == "long"
+
+
+def test_synthetic_documents_end_with_their_answer(tmp_path):
+    docs = synthetic_documents(8, [200, 400], seed=0)
+    assert {d["metadata"]["task"] for d in docs} == {"passkey", "niah_multikey", "variable_tracking", "common_words"}
+    pk = next(d for d in docs if d["metadata"]["task"] == "passkey")
+    key = pk["text"].split("The pass key is ")[1][:5]
+    assert pk["text"].endswith(f"The pass key is {key}.")
+    stats = build_long_documents(_docs(), tmp_path, min_chars=10, max_chars=100000, n_synthetic=4,
+                                 synthetic_lengths=[100])
+    assert stats["synthetic"] == 4 and len(read_jsonl(tmp_path / "synthetic.jsonl")) == 4
+    assert stats["dropped"] == len(read_jsonl(tmp_path / "dropped.jsonl"))
