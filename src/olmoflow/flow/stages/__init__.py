@@ -8,8 +8,10 @@ does not use a stage, never needs that stage's extras.
 from olmoflow.flow.stages import (  # noqa: F401
     chat_data,
     claims,
+    compare,
     curate,
     demo_corpus,
+    dolmino,
     dpo,
     evaluate,
     export,
