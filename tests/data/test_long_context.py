@@ -59,3 +59,23 @@ def test_synthetic_documents_end_with_their_answer(tmp_path):
                                  synthetic_lengths=[100])
     assert stats["synthetic"] == 4 and len(read_jsonl(tmp_path / "synthetic.jsonl")) == 4
     assert stats["dropped"] == len(read_jsonl(tmp_path / "dropped.jsonl"))
+
+
+def test_dolmino_worked_solutions_are_correct_and_exclude_eval_problems(tmp_path):
+    import re
+
+    from olmoflow.data.dolmino import build_dolmino
+    from olmoflow.io import write_jsonl
+
+    ev = tmp_path / "eval.jsonl"
+    write_jsonl(ev, [{"id": "e0", "question": "Ava has 3 apples. A friend gives Ava 4 more apples. How many apples "
+                                              "does Ava have now?", "answer": "7"}])
+    counts = build_dolmino(tmp_path / "d", n_math=400, exclude_eval=ev, n_retrieval=4, retrieval_length=64)
+    assert counts == {"math_worked": 400, "retrieval": 4}
+    docs = read_jsonl(tmp_path / "d" / "math_worked.jsonl")
+    for d in docs:
+        assert "Ava has 3 apples." not in d["text"]
+        for a, op, b, c in re.findall(r"(\d+) ([-+*/]) (\d+) = (\d+)", d["text"]):
+            assert eval(f"{a} {op.replace('/', '//')} {b}") == int(c), d["text"]
+        assert d["text"].endswith(f"The answer is {d['metadata']['answer']}.")
+    assert len({d["metadata"]["template"] for d in docs}) == 8
