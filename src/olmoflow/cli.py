@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dpo": ("olmoflow.posttrain.cli:dpo_main", "direct preference optimisation"),
     "rl": ("olmoflow.posttrain.cli:rl_main", "RLVR with GRPO (verifiers, active sampling; RL-Zero)"),
     "chat": ("olmoflow.inference.chat:main", "chat with a model in the terminal"),
+    "trace": ("olmoflow.trace.cli:main", "trace text back to training documents (trace index ... builds the index)"),
+    "serve": ("olmoflow.serve.cli:main", "OpenAI-compatible server + web chat (continuous batching)"),
 }
 
 

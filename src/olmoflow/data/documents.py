@@ -228,14 +228,32 @@ def check_doc(obj: Any, file: str, line: int | None) -> Record:
         return None, _quarantine(file, line, "empty_text", str(obj.get("id")))
     doc_id = obj.get("id")
     if doc_id is None or doc_id == "":
-        return None, _quarantine(file, line, "missing_id", text[:200])
+        if line is None:
+            return None, _quarantine(file, line, "missing_id", text[:200])
+        doc_id = generated_id(file, line)
     obj["id"] = str(doc_id)
     return obj, None
 
 
-def read_jsonl(path: str | Path, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[Record]:
+_ID_NOTICES: set[str] = set()
+
+
+def generated_id(file: str, line: int) -> str:
+    """The id given to a record without one: its file's name and line (Parquet: row) number, so the
+    same input always gets the same ids wherever it lies. The first time per file, a one-line notice
+    on stderr says so (instead of quarantining every record of a plain ``{"text": ...}`` file)."""
+    name = os.path.basename(file)
+    if file not in _ID_NOTICES:
+        _ID_NOTICES.add(file)
+        print(f"notice: {file}: records without an 'id' get the id '{name}:LINE' (file name and line number)",
+              file=sys.stderr)
+    return f"{name}:{line}"
+
+
+def read_jsonl(path: str | Path, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, origin: bool = False) -> Iterator[Record]:
     """Stream a (possibly .gz/.zst) Dolma JSONL file; bad lines, damage and I/O errors become quarantine
-    records. At damage, the line being read when it showed (possibly cut off) is part of the damage."""
+    records. At damage, the line being read when it showed (possibly cut off) is part of the damage.
+    ``origin``: give each document a private ``_origin`` = [file, line] (curation records it)."""
     path = Path(path)
     name = str(path)
     lineno = 0
@@ -272,6 +290,8 @@ def read_jsonl(path: str | Path, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> 
                     if bad is not None:
                         yield None, _quarantine(name, lineno, f"invalid_unicode (lone surrogate in {bad})", line[:200])
                         continue
+                if origin and isinstance(obj, dict):
+                    obj["_origin"] = [name, lineno]
                 yield check_doc(obj, name, lineno)
     except DamagedFile as e:
         yield None, _quarantine(name, lineno + 1, str(e))
@@ -279,7 +299,8 @@ def read_jsonl(path: str | Path, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> 
         yield None, _quarantine(name, lineno + 1 if lineno else None, f"unreadable_file ({type(e).__name__}: {e})")
 
 
-def read_parquet(path: str | Path, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[Record]:
+def read_parquet(path: str | Path, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, origin: bool = False
+                 ) -> Iterator[Record]:
     """Stream a Parquet file with Dolma columns in record batches."""
     from olmoflow.errors import require
 
@@ -295,6 +316,8 @@ def read_parquet(path: str | Path, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -
                 if isinstance(text, str) and len(text.encode("utf-8")) > max_doc_bytes:
                     yield None, _quarantine(name, row, "too_large")
                     continue
+                if origin and isinstance(obj, dict):
+                    obj["_origin"] = [name, row]
                 yield check_doc(obj, name, row)
     except Exception as e:
         yield None, _quarantine(name, row + 1, _parquet_error(name, e))
@@ -382,12 +405,13 @@ class Shard:
     files: list[str] = field(default_factory=list)
     source: str = ""
 
-    def read(self, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[Record]:
+    def read(self, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, origin: bool = False) -> Iterator[Record]:
+        """Records of the shard; ``origin``: documents of document files carry ``_origin`` = [file, line]."""
         if self.kind == "docs":
             if self.path.endswith(".parquet"):
-                yield from read_parquet(self.path, max_doc_bytes)
+                yield from read_parquet(self.path, max_doc_bytes, origin)
             else:
-                yield from read_jsonl(self.path, max_doc_bytes)
+                yield from read_jsonl(self.path, max_doc_bytes, origin)
         elif self.kind == "text":
             yield from read_text_files(self.path, self.files, self.source, max_doc_bytes)
         else:

@@ -27,7 +27,7 @@ from olmoflow.data.steps.base import Doc
 from olmoflow.io import atomic_write_text
 
 WORK = "_work"
-OUTPUT_DIRS = ("documents", "attributes", "removed", "quarantine", WORK)
+OUTPUT_DIRS = ("documents", "attributes", "curation", "removed", "quarantine", WORK)
 
 
 @dataclass
@@ -120,6 +120,28 @@ def _public(doc: Doc) -> Doc:
     return {k: v for k, v in doc.items() if not k.startswith("_") and k != "attributes"}
 
 
+def curation_record(doc: Doc, steps: list[Step]) -> Doc:
+    """The compact per-document curation record (``curation/*.jsonl.gz``, keyed by id) that tracing reads:
+    raw input file and line, the steps it passed (and those that skip its source), quality score and
+    bucket, duplicate-cluster sizes and upsampling factor."""
+    attrs = doc.get("attributes") or {}
+    origin = doc.get("_origin") or [None, None]
+    rec: Doc = {"id": doc["id"], "raw": {"file": origin[0], "line": origin[1]},
+                "steps": [s.name for s in steps if s.applies(doc)]}
+    skipped = [s.name for s in steps if not s.applies(doc)]
+    if skipped:
+        rec["skipped"] = skipped
+    quality = {k: attrs[a] for k, a in (("score", "quality_score"), ("bucket", "quality_bucket")) if a in attrs}
+    if quality:
+        rec["quality"] = quality
+    dedup = {k[: -len("_cluster_size")]: v for k, v in attrs.items() if k.endswith("_cluster_size")}
+    if dedup:
+        rec["dedup"] = dedup
+    if "repeat" in attrs:
+        rec["upsample"] = attrs["repeat"]
+    return rec
+
+
 def _removed_record(doc: Doc, step: str, reason: str) -> Doc:
     rec = {k: v for k, v in doc.items() if not k.startswith("_")}
     rec["removed_by"] = step
@@ -158,7 +180,7 @@ def run_segment_task(spec: RunSpec, seg_index: int, shard_index: int) -> dict[st
             writers.append(quarantine_w)
 
             def source() -> Iterator[Doc]:
-                for doc, bad in shard.read(int(spec.recipe["max_doc_bytes"])):
+                for doc, bad in shard.read(int(spec.recipe["max_doc_bytes"]), origin=True):
                     if bad is not None:
                         stats.global_incr("records_read")
                         stats.global_incr("quarantined")
@@ -170,6 +192,7 @@ def run_segment_task(spec: RunSpec, seg_index: int, shard_index: int) -> dict[st
                     stats.global_incr("records_read")
                     if not doc.get("source"):  # type: ignore[union-attr]
                         doc["source"] = shard.source or shard.name  # type: ignore[index]
+                    doc.setdefault("_origin", [shard.path, None])  # type: ignore[union-attr]
                     yield doc  # type: ignore[misc]
 
             docs: Iterator[Doc] = source()
@@ -190,10 +213,13 @@ def run_segment_task(spec: RunSpec, seg_index: int, shard_index: int) -> dict[st
         if last:
             doc_w = JsonlWriter(out / "documents" / f"{shard.name}.jsonl.gz")
             attr_w = JsonlWriter(out / "attributes" / f"{shard.name}.jsonl.gz")
-            writers += [doc_w, attr_w]
+            cur_w = JsonlWriter(out / "curation" / f"{shard.name}.jsonl.gz")
+            writers += [doc_w, attr_w, cur_w]
             for d in docs:
                 doc_w.write(_public(d))
                 attr_w.write({"id": d["id"], "attributes": d.get("attributes", {})})
+                if not d.get("_copy"):
+                    cur_w.write(curation_record(d, steps))
                 if d.get("_copy"):
                     stats.global_incr("extra_copies")
                 else:
@@ -300,8 +326,9 @@ def run_pipeline(
 
     rec = recipe.to_dict()
     # v: the reader/task-output version; v2 reports damaged (truncated/corrupt) input files, so work
-    # left by an older version is not mixed with new results
-    run_hash = config_hash({"recipe": rec, "inputs": input_fingerprint, "files": _recipe_files(rec), "v": 2})
+    # left by an older version is not mixed with new results;
+    # v3: documents carry their raw file and line (``_origin``) for the curation records
+    run_hash = config_hash({"recipe": rec, "inputs": input_fingerprint, "files": _recipe_files(rec), "v": 3})
     work = output / WORK
     run_file = work / "run.json"
     if run_file.exists():

@@ -136,10 +136,14 @@ class GlobalStep(Step):
         return [None] * len(summaries)
 
     def apply(self, docs: Iterator[Doc], decision: Any, ctx: Context) -> Iterator[Doc]:
-        """Default: ``decision`` maps a document's index in the shard to a removal reason."""
+        """Default: ``decision`` maps a document's index in the shard to a removal reason, or (an int) for a
+        kept document to the size of its duplicate cluster (kept as ``<step>_cluster_size``)."""
         for i, d in enumerate(docs):
             reason = decision.get(i) if decision else None
             if reason is None:
+                yield d
+            elif isinstance(reason, int):
+                set_attr(d, f"{self.name}_cluster_size", reason)
                 yield d
             else:
                 ctx.exclude(d, self.name, reason)

@@ -42,8 +42,14 @@ class ExactDedup(GlobalStep):
         seen_id: set[str] = set()
         seen_url: set[str] = set()
         decisions = []
+        sizes: dict[bytes, int] = {}  # text hash -> documents with that text
+        first: dict[bytes, tuple[int, int]] = {}  # text hash -> (shard, index) of the kept one
         for rows in summaries:
-            removed: dict[int, str] = {}
+            for _, h, _, _ in rows:
+                if h is not None:
+                    sizes[h] = sizes.get(h, 0) + 1
+        for si, rows in enumerate(summaries):
+            removed: dict[int, str | int] = {}
             for i, h, doc_id, url in rows:
                 if h is not None and h in seen_text:
                     removed[i] = "exact_duplicate_text"
@@ -54,9 +60,13 @@ class ExactDedup(GlobalStep):
                 else:
                     if h is not None:
                         seen_text.add(h)
+                        first[h] = (si, i)
                     if doc_id is not None:
                         seen_id.add(doc_id)
                     if url is not None:
                         seen_url.add(url)
             decisions.append(removed)
+        for h, (si, i) in first.items():  # the kept copy records its cluster's size (curation records)
+            if sizes[h] > 1:
+                decisions[si][i] = sizes[h]
         return decisions

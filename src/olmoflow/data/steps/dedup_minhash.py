@@ -157,7 +157,7 @@ class MinHashDedup(GlobalStep):
         ctx.stats.incr(self.name, "candidate_pairs", len(pairs))
         ctx.stats.incr(self.name, "verified_pairs", verified)
         roots = np.array([uf.find(i) for i in range(len(owners))], dtype=np.int64)
-        decisions: list[dict[int, str]] = [{} for _ in summaries]
+        decisions: list[dict[int, str | int]] = [{} for _ in summaries]
         if len(roots):
             sizes = np.bincount(roots, minlength=len(owners))
             cluster_sizes = sizes[sizes > 0]
@@ -169,4 +169,7 @@ class MinHashDedup(GlobalStep):
             for g in np.flatnonzero(roots != np.arange(len(owners))).tolist():
                 si, o = owners[g]
                 decisions[si][o] = "minhash_near_duplicate"
+            for g in np.flatnonzero((roots == np.arange(len(owners))) & (sizes > 1)).tolist():
+                si, o = owners[g]
+                decisions[si][o] = int(sizes[g])  # the kept document: its cluster's size
         return decisions
