@@ -8,17 +8,32 @@ stdout for a command's results.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["progress_bar"]
+__all__ = ["PLAIN_WIDTH", "make_console", "progress_bar"]
+
+#: columns of rich output that does not go to a terminal (a log file, a pipe, CI): rich's default of
+#: 80 would cut tables and paths; ``$COLUMNS``, when set, still wins
+PLAIN_WIDTH = 200
+
+
+def make_console(stderr: bool = False, quiet: bool = False, **kwargs: Any) -> Any:
+    """The rich ``Console`` every command prints tables and lines through: as rich makes it on a
+    terminal, and ``PLAIN_WIDTH`` columns wide (not 80) when the output is not a terminal."""
+    from rich.console import Console
+
+    c = Console(stderr=stderr, quiet=quiet, **kwargs)
+    if not c.is_terminal and "width" not in kwargs and not os.environ.get("COLUMNS"):
+        c = Console(stderr=stderr, quiet=quiet, width=PLAIN_WIDTH, **kwargs)
+    return c
 
 
 def progress_bar(quiet: bool = False, unit: str = "", fields: Sequence[str] = (), stderr: bool = True,
                  transfer: bool = False, elapsed: bool = False, console: Any = None) -> Any:
     """A ``rich.progress.Progress`` (a context manager; ``add_task``/``update``/``advance``).
     ``console``: print other lines through this rich Console while the bar is live (they appear above it)."""
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -39,5 +54,5 @@ def progress_bar(quiet: bool = False, unit: str = "", fields: Sequence[str] = ()
         columns.append(TimeElapsedColumn())
     columns += [TextColumn("ETA"), TimeRemainingColumn()]
     if console is None:
-        console = Console(stderr=True, quiet=quiet) if stderr else Console(quiet=quiet)
+        console = make_console(stderr=stderr, quiet=quiet)
     return Progress(*columns, console=console, disable=quiet)

@@ -16,6 +16,7 @@ from olmoflow.data.executors import make_executor
 from olmoflow.data.pipeline import WORK, plan_segments, run_pipeline
 from olmoflow.data.recipe import load_recipe
 from olmoflow.data.report import accounting, decontamination_report, write_report
+from olmoflow.errors import OlmoflowError
 
 
 def _fingerprint(shards: list[Shard]) -> str:
@@ -102,4 +103,22 @@ def curate(
                     f.unlink()
         shutil.rmtree(work / "tmp", ignore_errors=True)
     summary["seconds"] = round(elapsed, 3)
+    if summary["accounting"]["kept"] == 0:
+        raise OlmoflowError(nothing_kept(summary, output))
     return summary
+
+
+def nothing_kept(summary: dict[str, Any], output: Path, top: int = 3) -> str:
+    """The one-line error of a curation that kept no document: how many came in and the most
+    frequent reasons they were removed or quarantined (a run that keeps nothing is a failure)."""
+    acc = summary["accounting"]
+    reasons: dict[str, int] = {}
+    for step, st in (summary.get("steps") or {}).items():
+        for why, n in (st.get("removed") or {}).items():
+            reasons[f"{step}: {why}"] = reasons.get(f"{step}: {why}", 0) + n
+    for why, n in (acc.get("quarantined_by_reason") or {}).items():
+        reasons[f"quarantined: {why}"] = n
+    ranked = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    why = "; ".join(f"{r} ({n})" for r, n in ranked) or "no input documents"
+    return (f"curation kept 0 of {acc['docs_in']} documents; top reasons: {why} "
+            f"(see {Path(output) / 'report.md'}; loosen the recipe with overrides such as STEP.KEY=VALUE)")

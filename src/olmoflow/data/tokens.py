@@ -228,6 +228,16 @@ class TokenDataset:
                 yield Document(rec["id"], rec["source"], np.asarray(sh.document(i)))
 
 
+#: a model's embedding may be its tokenizer's vocabulary padded up to a multiple of this (OLMo: 100278 -> 100352)
+VOCAB_PAD = 128
+
+
+def same_vocabulary(data_vocab: int, model_vocab: int) -> bool:
+    """True if data tokenized with a ``data_vocab``-token tokenizer fits a model of ``model_vocab``
+    rows: equal, or the model's is the data's padded up to the next multiple of ``VOCAB_PAD``."""
+    return model_vocab == data_vocab or (model_vocab % VOCAB_PAD == 0 and 0 < model_vocab - data_vocab < VOCAB_PAD)
+
+
 def open_token_dataset(path: str | Path, vocab_size: int | None = None) -> TokenDataset:
     """Open and validate a token dataset; ``vocab_size`` is the model's (token ids must fit in it)."""
     path = Path(path)
@@ -254,6 +264,10 @@ def open_token_dataset(path: str | Path, vocab_size: int | None = None) -> Token
             f"{meta_path}: dtype uint16 cannot hold vocab_size {data_vocab} (> 65536); re-tokenize with uint32")
     if vocab_size is not None and data_vocab > vocab_size:
         raise OlmoflowError(f"{meta_path}: dataset vocab_size {data_vocab} exceeds the model's vocab_size {vocab_size}")
+    if vocab_size is not None and not same_vocabulary(data_vocab, vocab_size):
+        raise OlmoflowError(f"{meta_path}: the data was tokenized with a vocabulary of {data_vocab} tokens but the "
+                            f"model's vocab_size is {vocab_size}: tokenize with the model's tokenizer, or set the "
+                            f"model's vocab_size to {data_vocab}")
     if not meta["shards"]:
         raise OlmoflowError(f"{meta_path}: no shards listed")
     shards = []

@@ -113,8 +113,9 @@ def evaluate_lm(
 
 def print_table(results: dict[str, dict[str, Any]], title: str = "olmoflow eval", quiet: bool = False) -> None:
     """A rich table: task, metric, value, items (primary metric in bold)."""
-    from rich.console import Console
     from rich.table import Table
+
+    from olmoflow.progress import make_console
 
     if quiet:
         return
@@ -125,7 +126,7 @@ def print_table(results: dict[str, dict[str, Any]], title: str = "olmoflow eval"
         for k, v in r["metrics"].items():
             style = "bold" if k == r["primary_metric"] else ""
             table.add_row(name, k, f"{v:.4f}", str(r["n_items"]), style=style)
-    Console().print(table)
+    make_console().print(table)
 
 
 def evaluate(

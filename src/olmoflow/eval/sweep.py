@@ -80,7 +80,6 @@ def sweep_checkpoints(
     """Evaluate each checkpoint with ``tasks`` (an :class:`EvalOptions`, or task specs plus its
     fields as keywords, as for ``evaluate``); write ``sweep.json``, ``sweep.md`` (table) and
     ``sweep.png`` next to ``out`` (default ``RUN_DIR/eval/sweep.json``)."""
-    from rich.console import Console
     from rich.table import Table
 
     from olmoflow.eval.evaluator import (
@@ -91,13 +90,14 @@ def sweep_checkpoints(
         resolve_tasks,
     )
     from olmoflow.eval.lm import HarnessLM
+    from olmoflow.progress import make_console
 
     opts = eval_options(tasks, **options)
     specs = resolve_tasks(opts.task_specs(), opts.shots)
     steps = list_step_dirs(run_dir)
     tok_dir = Path(opts.tokenizer) if opts.tokenizer else find_tokenizer(steps[0][1])
     rows = []
-    err = Console(stderr=True, quiet=quiet)
+    err = make_console(stderr=True, quiet=quiet)
     for i, (step, d) in enumerate(steps, 1):
         err.print(f"checkpoint {i}/{len(steps)}: step {step} ({d})", markup=False, highlight=False)
         model, tok = load_model_and_tokenizer(d, tok_dir, device=opts.device)
@@ -130,6 +130,6 @@ def sweep_checkpoints(
             table.add_column(k, justify="right", overflow="fold")
         for r in rows:
             table.add_row(str(r["step"]), *[f"{r['metrics'].get(k, float('nan')):.4f}" for k in primary])
-        Console().print(table)
-        Console().print(f"wrote {out_json}, {out_md}, {out_png}")
+        make_console().print(table)
+        make_console().print(f"wrote {out_json}, {out_md}, {out_png}")
     return result

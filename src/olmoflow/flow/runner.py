@@ -37,6 +37,7 @@ from olmoflow.flow.registry import ResumePoint, StageContext, StageType, get_sta
 from olmoflow.flow.spec import FlowSpec, InputRef, descendants, toposort
 from olmoflow.flow.store import COMPLETE, ArtifactStore, find_artifact_root, read_manifest
 from olmoflow.io import atomic_write_json, sha256_json
+from olmoflow.progress import make_console
 
 __all__ = ["ResolvedInput", "RunResult", "StagePlan", "StageFailed", "run_flow"]
 
@@ -111,11 +112,8 @@ class RunResult:
 
 
 def _console(quiet: bool) -> Console:
-    """stdout console; 140 columns when not a terminal so tables stay readable in logs."""
-    c = Console(quiet=quiet, highlight=False)
-    if not c.is_terminal:
-        c = Console(quiet=quiet, highlight=False, width=140)
-    return c
+    """stdout console (``olmoflow.progress.make_console``: not cut at 80 columns when not a terminal)."""
+    return make_console(quiet=quiet, highlight=False)
 
 
 def _now() -> str:

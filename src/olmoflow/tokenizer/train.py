@@ -92,10 +92,9 @@ def train_tokenizer(
     ``vocab_size`` counts the special tokens and the 256 byte symbols; a small corpus may stop short
     of it (no pairs left).
     """
-    from rich.console import Console
     from rich.markup import escape
 
-    from olmoflow.progress import progress_bar
+    from olmoflow.progress import make_console, progress_bar
 
     if vocab_size < MIN_VOCAB_SIZE:
         raise OlmoflowError(
@@ -113,7 +112,7 @@ def train_tokenizer(
     blocker = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
     if blocker is not None and not blocker.is_dir():  # fail now, not after hours of training
         raise OlmoflowError(f"cannot write tokenizer to {out_dir}: {blocker} is not a directory")
-    console = Console(stderr=True, quiet=quiet)
+    console = make_console(stderr=True, quiet=quiet)
 
     stats = CorpusStats()
     total_bytes = sum(p.stat().st_size for p in files)
