@@ -1,0 +1,247 @@
+"""The OpenAI-compatible server, tested over HTTP on 127.0.0.1 with the official ``openai`` client."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from olmoflow.inference import Engine, GenerationRequest
+
+openai = pytest.importorskip("openai", reason="the official openai client is not installed")
+httpx = pytest.importorskip("httpx")
+
+API_KEY = "sk-olmoflow-test"  # the key conftest's server requires
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello world! Open data?"}]
+
+
+@pytest.fixture(scope="module")
+def local(model_dir, tok):
+    """The same weights in this process: what the server's engine should produce."""
+    from olmoflow.model import load
+
+    return Engine(load(model_dir), tokenizer=tok)
+
+
+def local_greedy(local, tok, prompt_ids, n, stop_ids=None, stop=()):
+    [res] = local.generate([GenerationRequest(prompt=prompt_ids, max_new_tokens=n, stop_token_ids=stop_ids or [],
+                                              stop_strings=list(stop))])
+    return res
+
+
+def test_models(client):
+    assert [m.id for m in client.models.list().data] == ["tiny"]
+
+
+def test_chat_matches_the_engine_and_counts_tokens_like_the_tokenizer(client, local, tok):
+    r = client.chat.completions.create(model="tiny", messages=MESSAGES, temperature=0, max_tokens=12)
+    prompt = tok.encode_chat(MESSAGES, add_generation_prompt=True)
+    ref = local_greedy(local, tok, prompt, 12, tok.stop_ids)
+    assert r.choices[0].message.role == "assistant"
+    assert r.choices[0].message.content == ref.text
+    assert r.choices[0].finish_reason == ref.finish_reason
+    assert r.usage.prompt_tokens == len(prompt)
+    assert r.usage.completion_tokens == len(ref.token_ids)
+    assert r.usage.total_tokens == len(prompt) + len(ref.token_ids)
+
+
+def test_chat_streaming_equals_non_streaming_with_usage_last(client):
+    kw = dict(model="tiny", messages=MESSAGES, temperature=0, max_tokens=20)
+    full = client.chat.completions.create(**kw)
+    chunks = list(client.chat.completions.create(**kw, stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == full.choices[0].message.content
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == [full.choices[0].finish_reason]
+    assert chunks[-1].choices == [] and chunks[-1].usage.model_dump() == full.usage.model_dump()
+
+
+def test_completions_text_and_token_prompts_stream_and_not(client, local, tok):
+    prompt = "The quick brown fox"
+    ids = tok.encode(prompt)
+    ref = local_greedy(local, tok, ids, 10, [tok.eos_id])
+    a = client.completions.create(model="tiny", prompt=prompt, temperature=0, max_tokens=10)
+    b = client.completions.create(model="tiny", prompt=ids, temperature=0, max_tokens=10)
+    s = client.completions.create(model="tiny", prompt=prompt, temperature=0, max_tokens=10, stream=True)
+    assert a.choices[0].text == b.choices[0].text == ref.text
+    assert "".join(c.choices[0].text for c in s if c.choices) == ref.text
+    assert a.usage.prompt_tokens == len(ids) and a.usage.completion_tokens == len(ref.token_ids)
+    e = client.completions.create(model="tiny", prompt=prompt, temperature=0, max_tokens=10, echo=True)
+    assert e.choices[0].text == prompt + ref.text
+
+
+def test_stop_strings_cut_the_text(client):
+    base = client.completions.create(model="tiny", prompt="Hello world!", temperature=0, max_tokens=30)
+    text = base.choices[0].text
+    stop = text[6:9]
+    assert len(stop) == 3
+    r = client.completions.create(model="tiny", prompt="Hello world!", temperature=0, max_tokens=30, stop=[stop])
+    assert r.choices[0].text == text[: text.find(stop)]
+    assert r.choices[0].finish_reason == "stop"
+    c = client.chat.completions.create(model="tiny", messages=MESSAGES, temperature=0, max_tokens=30, stop=stop)
+    assert stop not in (c.choices[0].message.content or "")
+
+
+def test_n_choices_and_seed_reproducibility(client):
+    kw = dict(model="tiny", messages=MESSAGES, temperature=1.0, max_tokens=16, n=3)
+    a = client.chat.completions.create(**kw, seed=7)
+    b = client.chat.completions.create(**kw, seed=7)
+    c = client.chat.completions.create(**kw, seed=8)
+    texts = lambda r: [ch.message.content for ch in sorted(r.choices, key=lambda ch: ch.index)]  # noqa: E731
+    assert [ch.index for ch in a.choices] == [0, 1, 2]
+    assert texts(a) == texts(b)
+    assert len(set(texts(a))) > 1  # choices are sampled independently
+    assert texts(a) != texts(c)
+    assert 3 <= a.usage.completion_tokens <= 48
+    s = client.chat.completions.create(**kw, seed=7, stream=True)
+    streamed = ["", "", ""]
+    for ch in s:
+        for choice in ch.choices:
+            streamed[choice.index] += choice.delta.content or ""
+    assert streamed == texts(a)
+
+
+def test_logprobs_one_per_generated_token(client):
+    r = client.chat.completions.create(model="tiny", messages=MESSAGES, temperature=0, max_tokens=8, logprobs=True)
+    lps = r.choices[0].logprobs.content
+    assert len(lps) == r.usage.completion_tokens == 8 and all(x.logprob <= 0 for x in lps)
+    assert "".join(x.token for x in lps) == r.choices[0].message.content
+    c = client.completions.create(model="tiny", prompt="Hello", temperature=0, max_tokens=5, logprobs=1)
+    assert len(c.choices[0].logprobs.token_logprobs) == 5
+
+
+def test_tokenize_detokenize(server, tok):
+    ids = httpx.post(server.url + "/tokenize", json={"prompt": "Hello world!"}, headers=AUTH).json()
+    assert ids["tokens"] == tok.encode("Hello world!") and ids["count"] == len(ids["tokens"])
+    chat = httpx.post(server.url + "/tokenize", json={"messages": MESSAGES}, headers=AUTH).json()
+    assert chat["tokens"] == tok.encode_chat(MESSAGES, add_generation_prompt=True)
+    back = httpx.post(server.url + "/detokenize", json={"tokens": ids["tokens"]}, headers=AUTH).json()
+    assert back["prompt"] == "Hello world!"
+
+
+def test_api_key_required(server, client):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY}):
+        r = httpx.post(server.url + "/v1/chat/completions", json={"model": "tiny", "messages": MESSAGES},
+                       headers=headers)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    assert httpx.get(server.url + "/v1/models").status_code == 401
+    bad = openai.OpenAI(base_url=server.url + "/v1", api_key="nope", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()
+    assert httpx.get(server.url + "/health").status_code == 200  # health stays open
+
+
+BAD_CHAT = [
+    # (body changes, expected status, param)
+    ({"model": "gpt-4"}, 404, "model"),
+    ({"messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages.0.role"),
+    ({"messages": [{"role": "user", "content": "open data " * 400}]}, 400, "messages"),
+    ({"max_tokens": -5}, 400, "max_tokens"),
+    ({"max_tokens": 0}, 400, "max_tokens"),
+    ({"max_tokens": 10**9}, 400, "max_tokens"),
+    ({"max_completion_tokens": 10**6}, 400, "max_tokens"),
+    ({"n": 100}, 400, "n"),
+    ({"temperature": 7}, 400, "temperature"),
+    ({"top_p": 0}, 400, "top_p"),
+    ({"messages": []}, 400, "messages"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
+    ({"messages": None}, 400, "messages"),
+]
+
+
+@pytest.mark.parametrize(("change", "status", "param"), BAD_CHAT)
+def test_bad_chat_input_is_4xx_naming_the_field(server, change, status, param):
+    body = {"model": "tiny", "messages": MESSAGES, "max_tokens": 4, **change}
+    r = httpx.post(server.url + "/v1/chat/completions", json=body, headers=AUTH)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["param"] == param and param.split(".")[0] in err["message"] and err["type"]
+
+
+def test_malformed_json_and_bad_completion_prompts(server, client):
+    r = httpx.post(server.url + "/v1/chat/completions", content=b'{"model": "tiny", "messages": [',
+                   headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
+    for prompt, param in (([99999], "prompt"), ("", "prompt"), ([], "prompt")):
+        r = httpx.post(server.url + "/v1/completions", json={"model": "tiny", "prompt": prompt}, headers=AUTH)
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+    r = httpx.post(server.url + "/v1/completions", json={"model": "tiny"}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"
+    with pytest.raises(openai.BadRequestError, match="max_tokens"):
+        client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=-1)
+    with pytest.raises(openai.NotFoundError, match="model"):
+        client.chat.completions.create(model="nope", messages=MESSAGES)
+    assert httpx.get(server.url + "/v1/nothing-here", headers=AUTH).json()["error"]["type"]
+
+
+def test_full_waiting_queue_answers_429(server):
+    """4 slots + 4 waiting places: 16 simultaneous long requests, the surplus gets 429 at once."""
+    statuses: list[int] = []
+
+    def one() -> None:
+        r = httpx.post(server.url + "/v1/completions", json={"model": "tiny", "prompt": "Hello", "max_tokens": 400,
+                                                              "temperature": 0}, headers=AUTH, timeout=120)
+        statuses.append(r.status_code)
+        if r.status_code == 429:
+            assert r.json()["error"]["type"] == "rate_limit_error"
+
+    threads = [threading.Thread(target=one) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=180)
+    assert len(statuses) == 16 and set(statuses) <= {200, 429}
+    assert statuses.count(429) >= 1 and statuses.count(200) >= 4
+
+
+def metric(server, name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(server.url + "/metrics").text
+    total = 0.0
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == name:
+                total += s.value
+    return total
+
+
+def test_disconnect_mid_stream_frees_the_slot(server):
+    before = metric(server, "olmoflow:generation_tokens_total")
+    body = {"model": "tiny", "prompt": "Hello", "max_tokens": 500, "temperature": 0, "stream": True}
+    with httpx.stream("POST", server.url + "/v1/completions", json=body, headers=AUTH, timeout=60) as r:
+        lines = r.iter_lines()
+        got = [next(lines) for _ in range(6)]
+    assert any(line.startswith("data: {") for line in got)
+    for _ in range(200):  # bounded: the slot must be free long before 500 tokens are generated
+        h = httpx.get(server.url + "/health").json()
+        if h["running"] == 0 and h["waiting"] == 0:
+            break
+        threading.Event().wait(0.01)
+    assert h["running"] == 0
+    generated = metric(server, "olmoflow:generation_tokens_total") - before
+    assert 0 < generated < 500
+
+
+def test_metrics_prometheus_format(server, client):
+    client.completions.create(model="tiny", prompt="Hello", temperature=0, max_tokens=5)
+    for name in ("olmoflow:num_requests_running", "olmoflow:num_requests_waiting"):
+        assert metric(server, name) == 0
+    assert metric(server, "olmoflow:prompt_tokens_total") > 0
+    assert metric(server, "olmoflow:generation_tokens_total") >= 5
+    for h in ("time_to_first_token_seconds", "inter_token_latency_seconds", "e2e_request_latency_seconds"):
+        assert metric(server, f"olmoflow:{h}_count") > 0
+
+
+def test_trace_without_index_is_404(server):
+    r = httpx.post(server.url + "/v1/trace", json={"response": "open data"}, headers=AUTH)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "trace_not_configured"
+
+
+def test_web_page_is_served(server):
+    r = httpx.get(server.url + "/")
+    assert r.status_code == 200 and "olmoflow chat" in r.text and r.headers["content-type"].startswith("text/html")
+    assert json.loads(httpx.get(server.url + "/health").text)["status"] == "ok"
