@@ -65,3 +65,25 @@ def brute_longest(docs: list[list[int]], q: list[int], i: int) -> int:
 
 def read_json(p: Path) -> dict:
     return json.loads(p.read_text())
+
+
+SYL = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "po", "da", "fe", "gu", "ha", "ji", "wo"]
+
+
+def words(n: int, seed: int) -> list[str]:
+    import random
+
+    r = random.Random(seed)
+    out: set[str] = set()
+    while len(out) < n:
+        out.add("".join(r.choice(SYL) for _ in range(r.randint(2, 4))))
+    return sorted(out)
+
+
+def sentence(r, vocab: list[str], n: int) -> str:
+    s = " ".join(r.choice(vocab) for _ in range(n))
+    return s[0].upper() + s[1:] + "."
+
+
+def prose(r, vocab: list[str], n_sent: int) -> str:
+    return " ".join(sentence(r, vocab, r.randint(8, 14)) for _ in range(n_sent))
