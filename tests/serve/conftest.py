@@ -153,3 +153,9 @@ def server(model_dir, tmp_path_factory):
 def client(server):
     openai = pytest.importorskip("openai", reason="the official openai client is not installed")
     return openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEY, max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def helpers():
+    """This module (tiny_model, rig_chain, save_model_dir, Server) for tests that build their own server."""
+    return sys.modules[__name__]

@@ -22,9 +22,9 @@ CALLS = ["day(x=1)", "day(x=2)", "day(x=7)"]
 
 
 @pytest.fixture(scope="module")
-def tool_server(request, tok, tok_dir, tmp_path_factory):
+def tool_server(helpers, tok, tok_dir, tmp_path_factory):
     """A server whose model, greedily, answers every chat turn with a call of ``day``."""
-    conftest = request.config.pluginmanager.get_plugin(str(request.path.parent / "conftest.py"))
+    conftest = helpers
     model = conftest.tiny_model(tok.vocab_size, seed=1)
     last = tok.encode_chat(ASK, TOOLS, add_generation_prompt=True)[-1]
     for call in CALLS:
