@@ -27,4 +27,5 @@ from olmoflow.flow.stages import (  # noqa: F401
     soup,
     tokenize,
     tokenizer,
+    trace_index,
 )
