@@ -159,3 +159,12 @@ def client(server):
 def helpers():
     """This module (tiny_model, rig_chain, save_model_dir, Server) for tests that build their own server."""
     return sys.modules[__name__]
+
+
+@pytest.fixture(scope="session")
+def open_server(model_dir, tmp_path_factory):
+    """A server without an API key, 32 slots and 64 waiting places (load test, web page)."""
+    s = Server(model_dir, "--max-batch-size", "32", "--max-waiting", "64",
+               log=tmp_path_factory.mktemp("logs") / "open_server.log")
+    yield s
+    s.close()

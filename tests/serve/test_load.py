@@ -16,19 +16,11 @@ httpx = pytest.importorskip("httpx")
 CLIENTS, ROUNDS, MAX_TOKENS = 32, 3, 24
 
 
-@pytest.fixture(scope="module")
-def load_server(helpers, model_dir, tmp_path_factory):
-    s = helpers.Server(model_dir, "--max-batch-size", "32", "--max-waiting", "64",
-                       log=tmp_path_factory.mktemp("logs") / "load_server.log")
-    yield s
-    s.close()
-
-
 def prompt_of(client: int, rnd: int) -> list[dict]:
     return [{"role": "user", "content": f"Hello world! Open data {client} and code {rnd}."}]
 
 
-def test_32_streaming_clients_no_errors_no_lost_tokens_health_answers(load_server, model_dir, tok):
+def test_32_streaming_clients_no_errors_no_lost_tokens_health_answers(open_server, model_dir, tok):
     from olmoflow.model import load
 
     # expected greedy outputs, from the same weights in this process
@@ -44,11 +36,11 @@ def test_32_streaming_clients_no_errors_no_lost_tokens_health_answers(load_serve
         with httpx.Client(timeout=10) as h:
             while not stop.is_set():
                 t0 = time.perf_counter()
-                code = h.get(load_server.url + "/health").status_code
+                code = h.get(open_server.url + "/health").status_code
                 health.append((code, time.perf_counter() - t0))
                 stop.wait(0.05)
 
-    api = openai.AsyncOpenAI(base_url=load_server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    api = openai.AsyncOpenAI(base_url=open_server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
 
     async def one_client(c: int) -> list[tuple]:
         got = []
@@ -71,7 +63,7 @@ def test_32_streaming_clients_no_errors_no_lost_tokens_health_answers(load_serve
     async def main():
         return await asyncio.gather(*(one_client(c) for c in range(CLIENTS)))
 
-    rss_before = load_server.rss_mb()
+    rss_before = open_server.rss_mb()
     poller = threading.Thread(target=poll_health)
     poller.start()
     try:
@@ -79,7 +71,7 @@ def test_32_streaming_clients_no_errors_no_lost_tokens_health_answers(load_serve
     finally:
         stop.set()
         poller.join()
-    rss_after = load_server.rss_mb()
+    rss_after = open_server.rss_mb()
 
     assert len(results) == CLIENTS * ROUNDS
     for key, text, lp_tokens, usage, finish in results:
@@ -91,5 +83,5 @@ def test_32_streaming_clients_no_errors_no_lost_tokens_health_answers(load_serve
         assert usage.completion_tokens == len(ref.token_ids) and finish == ref.finish_reason
     assert len(health) >= 3 and all(code == 200 for code, _ in health)
     assert rss_after - rss_before < 300, f"server RSS grew {rss_before:.0f} -> {rss_after:.0f} MB"
-    h = httpx.get(load_server.url + "/health").json()
+    h = httpx.get(open_server.url + "/health").json()
     assert h["running"] == 0 and h["waiting"] == 0
