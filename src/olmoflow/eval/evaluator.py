@@ -119,14 +119,16 @@ def print_table(results: dict[str, dict[str, Any]], title: str = "olmoflow eval"
 
     if quiet:
         return
-    table = Table(title=title)
+    table = Table()
     for col in ("task", "metric", "value", "n"):
         table.add_column(col, justify="right" if col in ("value", "n") else "left")
     for name, r in results.items():
         for k, v in r["metrics"].items():
             style = "bold" if k == r["primary_metric"] else ""
             table.add_row(name, k, f"{v:.4f}", str(r["n_items"]), style=style)
-    make_console().print(table)
+    console = make_console()
+    console.print(title, soft_wrap=True, markup=False, highlight=False)  # (a title would wrap at the table's width)
+    console.print(table)
 
 
 def evaluate(
