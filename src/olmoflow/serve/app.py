@@ -229,17 +229,30 @@ def create_app(model, tok, model_name: str = "olmo", api_key: str | None = None,
         except QueueFullError as e:
             raise APIError(429, str(e), code="server_busy") from None
 
-    async def events(handles: list[Handle], queue: asyncio.Queue) -> AsyncIterator[tuple[int, StepOutput]]:
-        """(choice index, step output) until every sequence finished; errors become APIError 500."""
+    async def batches(handles: list[Handle], queue: asyncio.Queue) -> AsyncIterator[list[tuple[int, StepOutput]]]:
+        """Lists of (choice index, step output): everything queued when the handler wakes up (one
+        chunk per choice per wake-up when streaming), until every sequence finished. Errors become
+        APIError 500."""
         left = len(handles)
         while left:
-            index, item = await queue.get()
-            if item is None:
-                left -= 1
-            elif isinstance(item, Exception):
-                raise APIError(500, str(item), code="generation_failed")
-            else:
-                yield index, item
+            items = [await queue.get()]
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            out = []
+            for index, item in items:
+                if item is None:
+                    left -= 1
+                elif isinstance(item, Exception):
+                    raise APIError(500, str(item), code="generation_failed")
+                else:
+                    out.append((index, item))
+            if out:
+                yield out
+
+    async def events(handles: list[Handle], queue: asyncio.Queue) -> AsyncIterator[tuple[int, StepOutput]]:
+        async for batch in batches(handles, queue):
+            for item in batch:
+                yield item
 
     async def collect(handles: list[Handle], queue: asyncio.Queue, request: Request) -> list[StepOutput]:
         """Final outputs of all choices; aborts them if the client disconnects first."""
@@ -334,18 +347,20 @@ def create_app(model, tok, model_name: str = "olmo", api_key: str | None = None,
                               "finish_reason": None}])
             held = [""] * len(handles)  # with tools: text from a possible <function_calls> on is held back
             n_completion = 0
-            async for i, out in events(handles, queue):
-                n_completion += 1
-                delta = out.delta
-                if use_tools:
-                    delta, held[i] = _hold_calls(held[i] + delta)
-                lp = None
-                if body.logprobs and out.logprob is not None and not (out.result is not None
-                                                                      and isinstance(out.result.stop, int)):
-                    lp = {"content": [lp_entry(out.token, out.logprob)]}
-                if delta or lp:
-                    yield chunk([{"index": i, "delta": {"content": delta}, "logprobs": lp, "finish_reason": None}])
-                if out.result is not None:
+            async for batch in batches(handles, queue):
+                for i, outs in _by_choice(batch):
+                    n_completion += len(outs)
+                    delta = "".join(o.delta for o in outs)
+                    if use_tools:
+                        delta, held[i] = _hold_calls(held[i] + delta)
+                    lps = [lp_entry(o.token, o.logprob) for o in outs if body.logprobs and o.logprob is not None
+                           and not (o.result is not None and isinstance(o.result.stop, int))]
+                    if delta or lps:
+                        yield chunk([{"index": i, "delta": {"content": delta},
+                                      "logprobs": {"content": lps} if lps else None, "finish_reason": None}])
+                    out = outs[-1]
+                    if out.result is None:
+                        continue
                     msg, finish = message_of(out)
                     final: dict[str, Any] = {}
                     rest = parse_function_calls(held[i])[0] if msg.get("tool_calls") else held[i]
@@ -413,17 +428,27 @@ def create_app(model, tok, model_name: str = "olmo", api_key: str | None = None,
             if body.echo:
                 for i in range(len(handles)):
                     yield chunk([{"index": i, "text": echo[0], "logprobs": None, "finish_reason": None}])
-            async for i, out in events(handles, queue):
-                n_completion += 1
-                finish = out.result.finish_reason if out.result is not None else None
-                if out.delta or finish:
-                    yield chunk([{"index": i, "text": out.delta, "logprobs": None, "finish_reason": finish}])
+            async for batch in batches(handles, queue):
+                for i, outs in _by_choice(batch):
+                    n_completion += len(outs)
+                    delta = "".join(o.delta for o in outs)
+                    finish = outs[-1].result.finish_reason if outs[-1].result is not None else None
+                    if delta or finish:
+                        yield chunk([{"index": i, "text": delta, "logprobs": None, "finish_reason": finish}])
             if body.stream_options is not None and body.stream_options.include_usage:
                 yield chunk([], usage=usage(n_prompt, n_completion))
 
         return streaming(gen(), handles)
 
     return app
+
+
+def _by_choice(batch: list[tuple[int, StepOutput]]) -> list[tuple[int, list[StepOutput]]]:
+    """Group a batch of outputs by choice, keeping each choice's token order."""
+    groups: dict[int, list[StepOutput]] = {}
+    for i, out in batch:
+        groups.setdefault(i, []).append(out)
+    return sorted(groups.items())
 
 
 def _hold_calls(text: str) -> tuple[str, str]:

@@ -38,6 +38,11 @@ class Handle:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, (self.index, item))
 
 
+def _deliver(items: list[tuple[asyncio.Queue, tuple]]) -> None:
+    for queue, item in items:
+        queue.put_nowait(item)
+
+
 class AsyncEngine:
     """Runs ``engine.step()`` on a thread while any sequence is waiting or running."""
 
@@ -128,8 +133,10 @@ class AsyncEngine:
             self._dispatch(outs)
 
     def _dispatch(self, outs: list[StepOutput]) -> None:
+        """Hand a step's tokens to their requests: one wake-up of each event loop per step."""
         now = time.perf_counter()
         m = self.metrics
+        batches: dict[asyncio.AbstractEventLoop, list] = {}
         for o in outs:
             h = self._live.get(o.seq_id)
             if h is None:
@@ -142,13 +149,16 @@ class AsyncEngine:
                 else:
                     m.itl.labels(m.name).observe(now - h.last)
             h.last = now
-            h.put(o)
+            batch = batches.setdefault(h.loop, [])
+            batch.append((h.queue, (h.index, o)))
             if o.result is not None:
                 if m is not None:
                     m.e2e.labels(m.name).observe(now - h.submitted)
                     m.success.labels(m.name, o.result.finish_reason).inc()
-                h.put(None)
+                batch.append((h.queue, (h.index, None)))
                 del self._live[o.seq_id]
+        for loop, batch in batches.items():
+            loop.call_soon_threadsafe(_deliver, batch)
         if m is not None:
             m.running.labels(m.name).set(self.engine.num_running)
             m.waiting.labels(m.name).set(self.num_waiting)
