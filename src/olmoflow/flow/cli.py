@@ -75,6 +75,9 @@ def demo_main(argv: list[str]) -> int:
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--quick", action="store_true", help="the same flow at smoke-test size (tiny.yaml's 'quick' "
                     "variant: a few minutes, numbers not meaningful)")
+    ap.add_argument("--serve", action="store_true", help="when the flow finishes, serve its final model "
+                    "(`olmoflow serve`: OpenAI API + web chat on 127.0.0.1) until Ctrl-C")
+    ap.add_argument("--port", type=int, default=8000, help="port for --serve (default 8000)")
     args = ap.parse_intermixed_args(argv)
     from olmoflow.flow.runner import run_flow
     from olmoflow.flow.spec import load_flow
@@ -86,7 +89,14 @@ def demo_main(argv: list[str]) -> int:
     print(f"report: {path}")
     if sample is not None:
         print("sample generation:\n" + sample)
-    print_next_steps(workdir)
+    model = print_next_steps(workdir)
+    if args.serve:
+        if model is None:
+            raise OlmoflowError(f"{workdir}: the flow made no model to serve")
+        from olmoflow.serve.cli import main as serve_main
+
+        print(f"serving it: open http://127.0.0.1:{args.port}/ (Ctrl-C stops)", flush=True)
+        return serve_main(["--model", str(model), "--port", str(args.port), "--served-model-name", "olmoflow-demo"])
     return 0
 
 
