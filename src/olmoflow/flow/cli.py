@@ -125,12 +125,13 @@ def lineage_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="olmoflow lineage", description="Print the chain of artifacts and raw "
                                  "sources an artifact was made from.")
     ap.add_argument("artifact", help="artifact directory (or a path inside one), or an artifact id / prefix")
-    ap.add_argument("--workdir", type=Path, default=None, help="where to look ids up (default: .)")
+    ap.add_argument("--workdir", type=Path, default=None, help="where to look ids up (default: ., ./*, ./runs/* "
+                    "and $OLMOFLOW_WORKDIR)")
     ap.add_argument("--format", choices=["text", "dot"], default="text")
     args = ap.parse_intermixed_args(argv)
     from olmoflow.flow.lineage import build_lineage, format_dot, format_text, resolve_artifact
 
-    d = resolve_artifact(args.artifact, args.workdir or Path("."))
+    d = resolve_artifact(args.artifact, args.workdir)
     lin = build_lineage(d, args.workdir)
     print(format_dot(lin) if args.format == "dot" else format_text(lin))
     return 0
@@ -157,7 +158,7 @@ def fork_main(argv: list[str]) -> int:
 
     origin = Path(args.origin)
     if not origin.exists():
-        origin = resolve_artifact(args.origin, args.origin_workdir or Path("."))
+        origin = resolve_artifact(args.origin, args.origin_workdir)
     spec = load_flow(args.flow, args.overrides, variant=args.variant)
     workdir = args.workdir or Path("runs") / f"{args.flow.stem}-fork"
     run_flow(spec, workdir, quiet=args.quiet, dry_run=args.dry_run, fork_from=origin, fork_stage=args.stage)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from olmoflow.artifacts import find_artifact
 from olmoflow.errors import OlmoflowError
 from olmoflow.flow.store import COMPLETE, ArtifactStore, find_artifact_root, read_manifest
 
@@ -17,7 +18,8 @@ __all__ = ["Lineage", "build_lineage", "format_dot", "format_text", "resolve_art
 
 
 def resolve_artifact(ref: str | Path, workdir: Path | None = None) -> Path:
-    """An artifact directory from a path (inside an artifact) or an id / id prefix in ``workdir``."""
+    """An artifact directory from a path (inside an artifact) or an id / id prefix (>= 4 characters)
+    / directory name in ``workdir`` (None: the workdirs of :func:`olmoflow.artifacts.default_workdirs`)."""
     p = Path(ref)
     if p.exists():
         root = find_artifact_root(p)
@@ -25,7 +27,7 @@ def resolve_artifact(ref: str | Path, workdir: Path | None = None) -> Path:
             raise OlmoflowError(f"{p}: not inside a complete artifact (no manifest.json + COMPLETE)")
         return root[0]
     if workdir is None:
-        raise OlmoflowError(f"{ref}: no such path; pass --workdir to look it up by artifact id")
+        return find_artifact(str(ref))
     return ArtifactStore(Path(workdir)).find(str(ref))
 
 
