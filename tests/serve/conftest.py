@@ -155,6 +155,34 @@ def client(server):
     return openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEY, max_retries=0, timeout=60)
 
 
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Where browser tests save screenshots: $OLMOFLOW_SCREENSHOT_DIR if set, else the test's tmp dir."""
+    d = Path(os.environ.get("OLMOFLOW_SCREENSHOT_DIR") or tmp_path)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@pytest.fixture
+def browser():
+    """Headless system Chromium driven by Selenium through the system chromedriver."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_bin = shutil.which("chromedriver")
+    if chromium is None or driver_bin is None:
+        pytest.skip("system Chromium/chromedriver not installed (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    opts = Options()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,800"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_bin), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
 @pytest.fixture(scope="session")
 def helpers():
     """This module (tiny_model, rig_chain, save_model_dir, Server) for tests that build their own server."""

@@ -2,44 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 
 httpx = pytest.importorskip("httpx")
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="system Chromium/chromedriver not installed (apt-get install chromium chromium-driver)",
-)
-
-
-def screenshot_dir(tmp_path: Path) -> Path:
-    """Where screenshots go: $OLMOFLOW_SCREENSHOT_DIR if set, else the test's tmp dir."""
-    d = Path(os.environ.get("OLMOFLOW_SCREENSHOT_DIR") or tmp_path)
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-@pytest.fixture
-def browser():
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    opts = Options()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1200,800"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
-
 
 def answer_part(text: str) -> str:
     """The page's split of a reply: the text outside <think>…</think> (as splitThink in index.html)."""
@@ -62,7 +27,7 @@ def send(driver, text: str, n_before: int):
     return driver.find_elements(By.CSS_SELECTOR, ".msg.assistant")[-1]
 
 
-def test_page_streams_an_answer_and_keeps_the_conversation(open_server, browser, tmp_path):
+def test_page_streams_an_answer_and_keeps_the_conversation(open_server, browser, helpers, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -87,6 +52,6 @@ def test_page_streams_an_answer_and_keeps_the_conversation(open_server, browser,
     assert second.find_element(By.CSS_SELECTOR, ".answer-text").get_attribute("textContent") == \
         answer_part(expected2).strip()
     assert len(browser.find_elements(By.CSS_SELECTOR, ".msg.user")) == 2
-    shot = screenshot_dir(tmp_path) / "web_chat.png"
+    shot = helpers.screenshot_dir(tmp_path) / "web_chat.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 1000
     print(f"screenshot: {shot}")
