@@ -3,13 +3,16 @@ and transformers' ``generate`` serving the same requests one at a time.
 
 The server is the real one (a subprocess on 127.0.0.1, continuous batching, SSE streaming); clients
 are asyncio ``httpx`` streams of ``/v1/completions`` (token-id prompts, greedy, ``max_tokens`` new
-tokens). Reported per concurrency: total generated tokens/s (usage counts over wall time), time to
-first token and inter-token latency percentiles (client side, per SSE chunk). The peer runs
-``Olmo3ForCausalLM.generate(do_sample=False)`` with the same weights on each request in turn,
-in this process with the same thread count as the server.
+tokens). Reported per concurrency: total generated tokens/s (usage counts over wall time); time to
+first token and inter-token latency percentiles on the server (its /metrics histograms); on the
+client, the time to the first text and between SSE chunks (a chunk carries every token queued since
+the last; a random model's first tokens are often partial UTF-8 bytes, which stream as text only
+once a character is complete, so "first text" lags TTFT). The peer runs
+``Olmo3ForCausalLM.generate(do_sample=False)`` with the same weights on each request in turn, in
+this process with the same thread count as the server.
 
-    python benchmarks/serve_throughput.py                  # tiny-20m, prompts of 32, 64 new tokens
-    python benchmarks/serve_throughput.py --preset tiny-5m --threads 2 --requests-per-stream 4
+    python benchmarks/serve_throughput.py                  # tiny-5m, prompts of 32, 64 new tokens
+    python benchmarks/serve_throughput.py --preset tiny-20m --threads 2 --requests-per-stream 4
 
 Ends with ``RESULT ...`` (ratio_8_over_1: target >= 4).
 """
@@ -114,6 +117,36 @@ async def run_load(url: str, prompts: list[list[int]], streams: int, max_tokens:
     return {"tok_s": tokens / wall, "tokens": tokens, "wall": wall, "ttft": ttft, "itl": itl}
 
 
+def server_histograms(url: str) -> dict[str, list[tuple[float, float]]]:
+    """Cumulative (le, count) buckets of the server's latency histograms (GET /metrics)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, list[tuple[float, float]]] = {}
+    for fam in text_string_to_metric_families(httpx.get(url + "/metrics").text):
+        for smp in fam.samples:
+            if smp.name.endswith("_bucket"):
+                out.setdefault(smp.name[len("olmoflow:"):-len("_bucket")], []).append(
+                    (float(smp.labels["le"]), smp.value))
+    return out
+
+
+def hist_pct(before: list[tuple[float, float]], after: list[tuple[float, float]], q: float) -> float:
+    """Percentile of the observations between two snapshots (linear within a bucket)."""
+    counts = [(le, a - b) for (le, a), (_, b) in zip(sorted(after), sorted(before))]
+    total = counts[-1][1]
+    if total <= 0:
+        return float("nan")
+    prev_le, prev_c = 0.0, 0.0
+    for le, c in counts:
+        if c >= q * total:
+            if le == float("inf"):
+                return prev_le
+            return prev_le + (le - prev_le) * (q * total - prev_c) / max(c - prev_c, 1e-9)
+        prev_le, prev_c = le, c
+    return prev_le
+
+
 def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
@@ -139,7 +172,7 @@ def peer_one_at_a_time(model, prompts: list[list[int]], max_tokens: int) -> floa
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="tiny-20m")
+    p.add_argument("--preset", default="tiny-5m")
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--streams", default="1,8,32", help="concurrency levels (comma separated)")
@@ -160,14 +193,22 @@ def main() -> None:
             asyncio.run(run_load(url, pool[:2], 2, 8))  # warm-up
             for s in levels:
                 n = max(s * args.requests_per_stream, 8)
+                h0 = server_histograms(url)
                 r = asyncio.run(run_load(url, (pool * 8)[:n], s, args.max_tokens))
-                print(f"[serve] {s:>2} streams: {r['tokens']} tokens in {r['wall']:.1f}s = {r['tok_s']:.0f} tok/s; "
-                      f"TTFT p50 {pct(r['ttft'], .5) * 1e3:.0f} ms p90 {pct(r['ttft'], .9) * 1e3:.0f} ms p99 "
-                      f"{pct(r['ttft'], .99) * 1e3:.0f} ms; ITL p50 {pct(r['itl'], .5) * 1e3:.1f} ms p90 "
-                      f"{pct(r['itl'], .9) * 1e3:.1f} ms p99 {pct(r['itl'], .99) * 1e3:.1f} ms", flush=True)
+                h1 = server_histograms(url)
+                itl = {q: hist_pct(h0["inter_token_latency_seconds"], h1["inter_token_latency_seconds"], q) * 1e3
+                       for q in (.5, .9, .99)}
+                ttft = {q: hist_pct(h0["time_to_first_token_seconds"], h1["time_to_first_token_seconds"], q) * 1e3
+                        for q in (.5, .9, .99)}
+                print(f"[serve] {s:>2} streams: {r['tokens']} tokens in {r['wall']:.1f}s = {r['tok_s']:.0f} tok/s\n"
+                      f"        client: first text p50/p90/p99 {pct(r['ttft'], .5) * 1e3:.0f}/"
+                      f"{pct(r['ttft'], .9) * 1e3:.0f}/{pct(r['ttft'], .99) * 1e3:.0f} ms, between SSE chunks p50/p90/p99 "
+                      f"{pct(r['itl'], .5) * 1e3:.1f}/{pct(r['itl'], .9) * 1e3:.1f}/{pct(r['itl'], .99) * 1e3:.1f} ms\n"
+                      f"        server: TTFT p50/p90/p99 {ttft[.5]:.0f}/{ttft[.9]:.0f}/{ttft[.99]:.0f} ms, inter-token "
+                      f"latency p50/p90/p99 {itl[.5]:.1f}/{itl[.9]:.1f}/{itl[.99]:.1f} ms (/metrics histograms)", flush=True)
                 result[f"tok_s_{s}"] = round(r["tok_s"])
-                result[f"ttft_p50_ms_{s}"] = round(pct(r["ttft"], .5) * 1e3)
-                result[f"itl_p50_ms_{s}"] = round(pct(r["itl"], .5) * 1e3, 1)
+                result[f"ttft_p50_ms_{s}"] = round(ttft[.5])
+                result[f"itl_p50_ms_{s}"] = round(itl[.5], 1)
         finally:
             proc.terminate()
             proc.wait()
