@@ -216,3 +216,20 @@ def test_prompt_longer_than_the_context_is_refused_or_left_truncated(mini, cli):
             cwd=mini["workdir"])
     assert "warning: the prompt is" in p.stderr and "kept its last 509 tokens" in p.stderr
     assert "prompt 509 tokens" in p.stderr
+
+
+def test_tokenizer_is_found_two_artifacts_up_the_lineage(mini, tmp_path):
+    """A model artifact whose inputs name no tokenizer (e.g. a soup of checkpoints) finds it through
+    the artifact it was made from."""
+    from olmoflow.artifacts import find_tokenizer
+
+    wd = _copy_workdir(mini, tmp_path / "w")
+    src = wd / mini["state"]["stages"]["pretrain"]["artifact"]
+    made = wd / "artifacts" / "soup-0000000000000000"
+    shutil.copytree(src / "final", made / "final")
+    aid = "f" * 64
+    (made / "manifest.json").write_text(json.dumps({"id": aid, "stage": "soup", "type": "soup", "inputs": {
+        "model": {"kind": "artifact", "id": (src / "COMPLETE").read_text().strip(), "path": str(src / "final"),
+                  "subpath": "final"}}}))
+    (made / "COMPLETE").write_text(aid + "\n")
+    assert find_tokenizer(made / "final") == (wd / mini["state"]["stages"]["tokenizer"]["artifact"]).resolve()
