@@ -38,3 +38,39 @@ def test_counts_equal_infinigram(tmp_path, n_words):
     for q in queries:
         ours = ix.count(q)
         assert ours == peer.count(q)["count"] == brute_count(docs, q), q
+
+
+def test_spans_agree_with_infinigram_attribute(tmp_path):
+    """Our maximal, self-contained, rare spans are infini-gram's ``attribute()`` spans (AI2's OlmoTrace
+    primitive: maximal spans, no delimiter inside but one may end a span, min length, max count)."""
+    from olmoflow.trace.tracer import _encode, trace_tokens
+
+    r = random.Random(1)
+    tok = wordlevel_tokenizer(tmp_path / "tok", 30, unk=False, dot=True)
+    dot = 31
+
+    def no_double_dots(t):  # (a run of delimiters: ours may end a span with all of it, infini-gram with one)
+        return [x for k, x in enumerate(t) if not (x == dot and k and t[k - 1] == dot)]
+
+    def sentence_doc():
+        return no_double_dots([r.choice(range(30)) if r.random() > 0.12 else dot for _ in range(r.randint(20, 80))])
+
+    docs = [sentence_doc() for _ in range(400)]
+    build_index([token_dataset(tmp_path / "d", docs, tok, eos=30)], tmp_path / "idx", quiet=True)
+    ix = TraceIndex.open(tmp_path / "idx")
+    peer = _build_peer(ix, tmp_path / "ig")
+    for _ in range(5):
+        q: list[int] = []
+        while len(q) < 150:  # copied runs and fresh words
+            d = r.choice(docs)
+            a = r.randrange(len(d))
+            q += d[a : a + r.randint(5, 20)] + [r.randrange(30) for _ in range(r.randint(1, 5))]
+        q = no_double_dots(q)
+        text = " ".join(ix.tokenizer.id_to_token(t) for t in q)
+        ids, offs = _encode(ix, text, "response")
+        ours = {(s["i"], s["j"]) for s in trace_tokens(ix, ids, offs, text, min_tokens=3, max_count=10, fraction=1.0)}
+        theirs = peer.attribute(input_ids=q, delim_ids=[dot], min_len=3, max_cnt=10, enforce_bow=False)["spans"]
+        got = {(s["l"], s["r"]) for s in theirs}
+        assert ours == got, [(a, b, q[max(a - 2, 0) : b + 2], ix.count(q[a:b])) for a, b in sorted(ours ^ got)][:6]
+        for s in theirs:
+            assert ix.count(q[s["l"] : s["r"]]) == s["count"]

@@ -10,14 +10,16 @@ import numpy as np
 EOS = "<|endoftext|>"
 
 
-def wordlevel_tokenizer(out: Path, n_words: int, unk: bool = True) -> Path:
-    """A word-level tokenizer: words ``w0 .. w{n-1}``, then EOS (and ``[UNK]``); returns its dir."""
+def wordlevel_tokenizer(out: Path, n_words: int, unk: bool = True, dot: bool = False) -> Path:
+    """A word-level tokenizer: words ``w0 .. w{n-1}``, then EOS (and ``[UNK]``, and ``.``); returns its dir."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     vocab = {f"w{i}": i for i in range(n_words)}
     vocab[EOS] = n_words
     if unk:
         vocab["[UNK]"] = n_words + 1
+    if dot:
+        vocab["."] = len(vocab)
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]" if unk else None))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     out.mkdir(parents=True, exist_ok=True)
