@@ -3,7 +3,8 @@ and transformers' ``generate`` serving the same requests one at a time.
 
 The server is the real one (a subprocess on 127.0.0.1, continuous batching, SSE streaming); clients
 are asyncio ``httpx`` streams of ``/v1/completions`` (token-id prompts, greedy, ``max_tokens`` new
-tokens). Reported per concurrency: total generated tokens/s (usage counts over wall time); time to
+tokens). Reported per concurrency: total generated tokens/s (usage counts over wall time) and per
+CPU-second of the server process (robust to other jobs on a shared machine); time to
 first token and inter-token latency percentiles on the server (its /metrics histograms); on the
 client, the time to the first text and between SSE chunks (a chunk carries every token queued since
 the last; a random model's first tokens are often partial UTF-8 bytes, which stream as text only
@@ -147,6 +148,13 @@ def hist_pct(before: list[tuple[float, float]], after: list[tuple[float, float]]
     return prev_le
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far: unlike wall time, other jobs on
+    a shared machine do not inflate it."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
@@ -176,8 +184,8 @@ def main() -> None:
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--streams", default="1,8,32", help="concurrency levels (comma separated)")
-    p.add_argument("--requests-per-stream", type=int, default=2,
-                   help="requests per concurrent stream (1 stream runs 8 requests at least)")
+    p.add_argument("--requests-per-stream", type=int, default=4,
+                   help="requests per concurrent stream (1 stream runs 16 requests at least)")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the server and of the peer")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -192,21 +200,24 @@ def main() -> None:
         try:
             asyncio.run(run_load(url, pool[:2], 2, 8))  # warm-up
             for s in levels:
-                n = max(s * args.requests_per_stream, 8)
-                h0 = server_histograms(url)
+                n = max(s * args.requests_per_stream, 16)
+                h0, c0 = server_histograms(url), cpu_seconds(proc.pid)
                 r = asyncio.run(run_load(url, (pool * 8)[:n], s, args.max_tokens))
-                h1 = server_histograms(url)
+                h1, c1 = server_histograms(url), cpu_seconds(proc.pid)
+                cpu_tok_s = r["tokens"] / max(c1 - c0, 1e-9)
                 itl = {q: hist_pct(h0["inter_token_latency_seconds"], h1["inter_token_latency_seconds"], q) * 1e3
                        for q in (.5, .9, .99)}
                 ttft = {q: hist_pct(h0["time_to_first_token_seconds"], h1["time_to_first_token_seconds"], q) * 1e3
                         for q in (.5, .9, .99)}
-                print(f"[serve] {s:>2} streams: {r['tokens']} tokens in {r['wall']:.1f}s = {r['tok_s']:.0f} tok/s\n"
+                print(f"[serve] {s:>2} streams: {r['tokens']} tokens in {r['wall']:.1f}s = {r['tok_s']:.0f} tok/s; "
+                      f"{c1 - c0:.1f} server CPU-s = {cpu_tok_s:.0f} tok per server CPU-second\n"
                       f"        client: first text p50/p90/p99 {pct(r['ttft'], .5) * 1e3:.0f}/"
                       f"{pct(r['ttft'], .9) * 1e3:.0f}/{pct(r['ttft'], .99) * 1e3:.0f} ms, between SSE chunks p50/p90/p99 "
                       f"{pct(r['itl'], .5) * 1e3:.1f}/{pct(r['itl'], .9) * 1e3:.1f}/{pct(r['itl'], .99) * 1e3:.1f} ms\n"
                       f"        server: TTFT p50/p90/p99 {ttft[.5]:.0f}/{ttft[.9]:.0f}/{ttft[.99]:.0f} ms, inter-token "
                       f"latency p50/p90/p99 {itl[.5]:.1f}/{itl[.9]:.1f}/{itl[.99]:.1f} ms (/metrics histograms)", flush=True)
                 result[f"tok_s_{s}"] = round(r["tok_s"])
+                result[f"cpu_tok_s_{s}"] = round(cpu_tok_s)
                 result[f"ttft_p50_ms_{s}"] = round(ttft[.5])
                 result[f"itl_p50_ms_{s}"] = round(itl[.5], 1)
         finally:
@@ -218,6 +229,7 @@ def main() -> None:
         if "tok_s_1" in result:
             for s in levels[1:]:
                 result[f"ratio_{s}_over_1"] = round(result[f"tok_s_{s}"] / result["tok_s_1"], 2)
+                result[f"cpu_ratio_{s}_over_1"] = round(result[f"cpu_tok_s_{s}"] / result["cpu_tok_s_1"], 2)
         for s in levels:
             result[f"ratio_{s}_over_peer"] = round(result[f"tok_s_{s}"] / peer, 2)
     print("RESULT " + " ".join(f"{k}={v}" for k, v in result.items()))

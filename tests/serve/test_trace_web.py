@@ -71,8 +71,9 @@ def test_trace_endpoint_returns_the_trace_of_the_answer(traced):
     got.pop("elapsed_s"), ref.pop("elapsed_s")
     assert got == json.loads(json.dumps(ref))
     assert got["spans"] and {d["doc_id"] for s in got["spans"] for d in s["documents"]} == {"planted-0", "planted-1"}
-    bad = httpx.post(url + "/v1/trace", json={"prompt": "x"})
-    assert bad.status_code == 400 and bad.json()["error"]["param"] == "response"
+    for body in ({"prompt": "x"}, {"response": "   "}):
+        bad = httpx.post(url + "/v1/trace", json=body)
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "response", bad.text
 
 
 def test_web_page_highlights_traced_spans_and_lists_documents(traced, browser, helpers, tmp_path):

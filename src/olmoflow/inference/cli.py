@@ -108,24 +108,35 @@ def _check_device(device: str) -> None:
         raise OlmoflowError(f"--device {device}: not available here ({reason})") from None
 
 
-def main(argv: list[str]) -> int:
-    args = _parser().parse_intermixed_args(argv)
-    cfg = config_from_args(GenerateConfig, args, args.overrides)
+def load_model_and_tokenizer(model_ref: str, tokenizer: str | None = None, device: str | None = None,
+                             dtype: str | None = None):
+    """(model, Tok) for a command-line ``--model`` (path or artifact id), ``--tokenizer`` (None: the
+    one rule of :func:`find_tokenizer_dir`), ``--device`` (None: cuda when available) and ``--dtype``
+    (None: as stored); one-line errors for a missing device or a tokenizer larger than the model's vocab."""
     from olmoflow.artifacts import resolve_model
-    from olmoflow.inference.engine import Engine, GenerationRequest
     from olmoflow.model import load
     from olmoflow.model.io import stored_dtype
-    from olmoflow.tokenizer import Tok, apply_chat_template
+    from olmoflow.tokenizer import Tok
 
-    model_path = resolve_model(cfg.model)
-    tok = Tok.from_dir(find_tokenizer_dir(model_path, cfg.tokenizer))
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model_path = resolve_model(model_ref)
+    tok = Tok.from_dir(find_tokenizer_dir(model_path, tokenizer))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     _check_device(device)
-    model = load(model_path, device=device, dtype=_DTYPES[cfg.dtype] if cfg.dtype else stored_dtype(model_path))
+    model = load(model_path, device=device, dtype=_DTYPES[dtype] if dtype else stored_dtype(model_path))
     if tok.vocab_size > model.cfg.vocab_size:
         raise OlmoflowError(
             f"tokenizer has {tok.vocab_size} tokens but the model's vocab_size is {model.cfg.vocab_size}"
         )
+    return model, tok
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_intermixed_args(argv)
+    cfg = config_from_args(GenerateConfig, args, args.overrides)
+    from olmoflow.inference.engine import Engine, GenerationRequest
+    from olmoflow.tokenizer import apply_chat_template
+
+    model, tok = load_model_and_tokenizer(cfg.model, cfg.tokenizer, cfg.device, cfg.dtype)
     if cfg.chat:
         text = apply_chat_template([{"role": "user", "content": cfg.prompt}], add_generation_prompt=True)
         stop_ids = tok.stop_ids

@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from olmoflow.errors import OlmoflowError
 from olmoflow.inference.engine import Engine, GenerationRequest, QueueFullError, StepOutput, derive_seed
 from olmoflow.serve.metrics import CONTENT_TYPE, Metrics
 from olmoflow.serve.protocol import (
@@ -183,11 +184,19 @@ def create_app(model, tok, model_name: str = "olmo", api_key: str | None = None,
     @app.post("/v1/trace")
     async def trace(body: TraceRequest, request: Request) -> dict[str, Any]:
         check_auth(request)
-        index = state.trace_index()
+        try:
+            index = state.trace_index()
+        except OlmoflowError as e:  # a bad or corrupt index: the server's configuration, not the request
+            raise APIError(500, f"trace index: {e}", code="trace_index_error") from None
         from olmoflow.trace import trace_text
 
-        return await asyncio.get_running_loop().run_in_executor(None, lambda: trace_text(index, body.response,
-                                                                                          prompt=body.prompt))
+        def run() -> dict[str, Any]:
+            try:
+                return trace_text(index, body.response, prompt=body.prompt)
+            except OlmoflowError as e:
+                raise APIError(400, f"response: {e}", "response") from None
+
+        return await asyncio.get_running_loop().run_in_executor(None, run)
 
     # ------------------------------------------------------------------ generation helpers
 

@@ -6,11 +6,9 @@ import argparse
 import os
 import sys
 
-import torch
-
 from olmoflow.errors import OlmoflowError
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-waiting", type=int, default=64, help="requests waiting for a slot before answering 429")
     p.add_argument("--default-max-tokens", type=int, default=256, help="max_tokens when a request sets none")
     p.add_argument("--device", help="cpu / cuda (default: cuda when available)")
-    p.add_argument("--dtype", choices=list(_DTYPES), help="cast the weights (default: as stored)")
+    p.add_argument("--dtype", choices=DTYPES, help="cast the weights (default: as stored)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return p
 
@@ -42,19 +40,9 @@ def load_app(args: argparse.Namespace):
     except ImportError as e:
         raise OlmoflowError(f"olmoflow serve needs the serve extra ({e.name} is missing): "
                             "pip install 'olmoflow[serve]'") from None
-    from olmoflow.artifacts import resolve_model
-    from olmoflow.inference.cli import _check_device, find_tokenizer_dir
-    from olmoflow.model import load
-    from olmoflow.model.io import stored_dtype
-    from olmoflow.tokenizer import Tok
+    from olmoflow.inference.cli import load_model_and_tokenizer
 
-    model_path = resolve_model(args.model)
-    tok = Tok.from_dir(find_tokenizer_dir(model_path, args.tokenizer))
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    _check_device(device)
-    model = load(model_path, device=device, dtype=_DTYPES[args.dtype] if args.dtype else stored_dtype(model_path))
-    if tok.vocab_size > model.cfg.vocab_size:
-        raise OlmoflowError(f"tokenizer has {tok.vocab_size} tokens but the model's vocab_size is {model.cfg.vocab_size}")
+    model, tok = load_model_and_tokenizer(args.model, args.tokenizer, args.device, args.dtype)
     if args.trace_index is not None and not os.path.isdir(args.trace_index):
         raise OlmoflowError(f"--trace-index {args.trace_index}: no such directory")
     return create_app(model, tok, args.served_model_name or args.model, api_key=args.api_key,
