@@ -45,17 +45,19 @@ def test_reproduced_planted_document_traced_to_its_raw_line(tmp_path):
 
     cfg = {"run_dir": str(tmp_path / "run"), "model": "tiny-1m", "model_overrides": _tokenizer_ids(tmp_path / "tok"),
            "data": {"paths": [str(tmp_path / "mix")]}, "seq_len": 128, "micro_batch": 8,
-           "global_batch_tokens": 1024, "steps": 400, "seed": 0, "optimizer": {"lr": 3e-3},
+           "global_batch_tokens": 1024, "steps": 600, "seed": 0, "optimizer": {"lr": 3e-3},
            "schedule": {"name": "cosine", "warmup_steps": 20}, "precision": "fp32"}
     pretrain(TrainConfig.model_validate(cfg), quiet=True)
 
     index = TraceIndex.open(tmp_path / "idx", tokenizer=tmp_path / "tok")
     prompt = "Quorvane the lighthouse keeper"
-    out = generate(str(tmp_path / "run"), prompt, index.tokenizer_path, str(tmp_path / "tok"), max_new_tokens=40)
-    second = PLANTED.split(". ")[1] + "."
-    assert second in out, out  # the model reproduces the planted document
-    res = trace_text(index, out, prompt=prompt)
-    span = next(s for s in res["spans"] if s["text"] == second)
+    out = generate(str(tmp_path / "run"), prompt, index.tokenizer_path, str(tmp_path / "tok"), max_new_tokens=60)
+    full = prompt + out
+    k = next((i for i, (a, b) in enumerate(zip(full, PLANTED)) if a != b), min(len(full), len(PLANTED)))
+    assert k >= len(prompt) + 40, out  # the model reproduces (at least 40 more characters of) the planted document
+    res = trace_text(index, out, prompt=prompt, fraction=1.0)
+    span = max(res["spans"], key=lambda s: s["end"] - s["start"])
+    assert span["end"] - span["start"] >= 30 and span["text"] in PLANTED
     doc = span["documents"][0]
     assert doc["doc_id"] == "planted" and doc["source"] == "story"
     cur = doc["curation"]

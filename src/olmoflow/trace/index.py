@@ -181,7 +181,8 @@ def build_index(
     unigram = np.zeros(vocab_size, dtype=np.int64)
     doc_lines: list[str] = []
     with progress_bar(quiet, unit="tokens") as prog:
-        task = prog.add_task("trace index", total=2 * total)
+        task = prog.add_task("trace index", total=2 * total)  # each token: written, then sorted
+        done = 0
         k = 0
         while k < len(plan):
             name = f"shard-{len(shards):05d}"
@@ -197,7 +198,7 @@ def build_index(
                     doc_lines.append(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
                     k += 1
                     if k % 4096 == 0:
-                        prog.update(task, advance=0, completed=sum(s["n_tokens"] for s in shards) + offsets[-1])
+                        prog.update(task, completed=done + offsets[-1])
             n = offsets[-1]
             toks = np.fromfile(out / f"{name}.tokens", dtype=dtype)
             unigram += np.bincount(toks, minlength=vocab_size)[:vocab_size]
@@ -207,7 +208,8 @@ def build_index(
             sa.astype(sa_dtype, copy=False).tofile(out / f"{name}.sa")
             del sa, toks
             shards.append({"name": name, "n_tokens": n, "n_docs": len(offsets) - 1, "sa_dtype": np.dtype(sa_dtype).name})
-            prog.update(task, completed=total + sum(s["n_tokens"] for s in shards))
+            done += 2 * n
+            prog.update(task, completed=done)
     with open(out / "docs.jsonl", "w", encoding="utf-8") as f:
         f.writelines(doc_lines)
     line_offsets = np.zeros(len(doc_lines) + 1, dtype=np.int64)
