@@ -245,3 +245,19 @@ def test_web_page_is_served(server):
     r = httpx.get(server.url + "/")
     assert r.status_code == 200 and "olmoflow chat" in r.text and r.headers["content-type"].startswith("text/html")
     assert json.loads(httpx.get(server.url + "/health").text)["status"] == "ok"
+
+
+def test_serves_an_hf_export_like_a_release_bundle(helpers, model_dir, tok_dir, tok, local, tmp_path):
+    """``olmoflow serve --model <release>/model``: the bundle's model/ is an HF export with its tokenizer."""
+    from olmoflow.model import load
+    from olmoflow.model.hf import export_hf
+
+    hf_dir = export_hf(load(model_dir), tmp_path / "release" / "model", tokenizer_dir=tok_dir)
+    s = helpers.Server(hf_dir, log=tmp_path / "hf_server.log")
+    try:
+        c = openai.OpenAI(base_url=s.url + "/v1", api_key="unused", max_retries=0)
+        r = c.chat.completions.create(model="tiny", messages=MESSAGES, temperature=0, max_tokens=12)
+    finally:
+        s.close()
+    ref = local_greedy(local, tok, tok.encode_chat(MESSAGES, add_generation_prompt=True), 12, tok.stop_ids)
+    assert r.choices[0].message.content == ref.text
