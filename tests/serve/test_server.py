@@ -261,3 +261,18 @@ def test_serves_an_hf_export_like_a_release_bundle(helpers, model_dir, tok_dir, 
         s.close()
     ref = local_greedy(local, tok, tok.encode_chat(MESSAGES, add_generation_prompt=True), 12, tok.stop_ids)
     assert r.choices[0].message.content == ref.text
+
+
+def test_disconnect_while_waiting_for_a_non_streamed_answer_aborts_it(server):
+    before = metric(server, "olmoflow:generation_tokens_total")
+    body = {"model": "tiny", "prompt": "Hello", "max_tokens": 500, "n": 4, "temperature": 0}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/v1/completions", json=body, headers=AUTH, timeout=httpx.Timeout(5, read=0.3))
+    for _ in range(300):  # bounded; the server notices within its 0.1 s disconnect poll
+        h = httpx.get(server.url + "/health").json()
+        if h["running"] == 0 and h["waiting"] == 0:
+            break
+        threading.Event().wait(0.01)
+    assert h["running"] == 0
+    generated = metric(server, "olmoflow:generation_tokens_total") - before
+    assert 0 < generated < 4 * 500
