@@ -104,7 +104,7 @@ def test_trace_index_stage_and_report_section(flow, tmp_path):
     ctx = StageContext(stage="trace_index", seed=0, workdir=tmp_path, quiet=True)
     metrics = st.fn(cfg, {"data": flow["root"] / "mix", "curation": flow["root"] / "cur"}, out, ctx)
     assert metrics["docs_with_curation"] == metrics["n_docs"] and metrics["sample_spans"] == 1
-    sample = json.loads((out / "sample.json").read_text())
+    sample = json.loads((out / "traced_sample.json").read_text())
     assert sample["spans"][0]["documents"][0]["doc_id"] == "planted-1"
 
     class Art:

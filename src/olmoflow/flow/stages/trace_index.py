@@ -5,7 +5,7 @@ Inputs: ``data`` (a token dataset: a mix or tokenize artifact; more as ``data_<n
 joined to the indexed documents), optional ``model`` (+ ``tokenizer``) to generate the traced sample.
 Config: ``shard_tokens``; the sample's ``sample_prompt`` / ``sample_tokens`` (greedy, from ``model``) or a
 fixed ``sample_text``; the tracing knobs ``min_tokens``, ``max_count``, ``fraction``. Output: ``index/``
-(the index, docs/trace.md) and ``sample.json`` (the traced sample in the /v1/trace schema). Report: the
+(the index, docs/trace.md) and ``traced_sample.json`` (the traced sample in the /v1/trace schema). Report: the
 "Traced sample" section, the sample with its spans in bold and the top documents with their curation
 records.
 """
@@ -41,7 +41,7 @@ def traced_sample_section(arts: list[StageArtifact], workdir: Path) -> list[str]
 
     lines: list[str] = []
     for a in arts:
-        meta_path, sample_path = a.dir / "index" / "trace.json", a.dir / "sample.json"
+        meta_path, sample_path = a.dir / "index" / "trace.json", a.dir / "traced_sample.json"
         if not meta_path.is_file():
             continue
         meta = json.loads(meta_path.read_text())
@@ -62,7 +62,7 @@ TRACED = ReportSection("Traced sample", traced_sample_section, order=85)
 @register_stage("trace_index", description="trace index over the training tokens + a traced sample (olmoflow.trace)",
                 config=TraceIndexConfig, report=(TRACED,), libraries=("numpy", "pydivsufsort", "tokenizers", "xxhash"),
                 volatile_keys={"index/trace.json": ("build_seconds", "build_tokens_per_s"),
-                               "sample.json": ("elapsed_s",)})
+                               "traced_sample.json": ("elapsed_s",)})
 def run(config: TraceIndexConfig, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict[str, Any]:
     from olmoflow.trace import TraceIndex, build_index, trace_text
 
@@ -86,6 +86,6 @@ def run(config: TraceIndexConfig, inputs: dict[str, Path], out_dir: Path, ctx: S
     if text and text.strip():
         res = trace_text(index, text, prompt=prompt, min_tokens=config.min_tokens, max_count=config.max_count,
                          fraction=config.fraction)
-        (out_dir / "sample.json").write_text(json.dumps(res, ensure_ascii=False, indent=1))
+        (out_dir / "traced_sample.json").write_text(json.dumps(res, ensure_ascii=False, indent=1))
         out["sample_spans"] = len(res["spans"])
     return out
