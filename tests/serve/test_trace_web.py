@@ -1,7 +1,8 @@
 """OlmoTrace through the server: ``POST /v1/trace`` and the web page's highlights and document panel.
 
-The model is rigged (see conftest.rig_chain) to answer with a phrase planted in two training
-documents, so the trace is known: the phrase is a span found in the index, listing those documents."""
+The model is rigged (see conftest.rig_chain) to answer with a short ``<think>`` section and then a
+phrase planted in two training documents, so the trace is known: the phrase is a span found in the
+index, listing those documents; the page shows the thought collapsed and traces the answer only."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ pytest.importorskip("pydivsufsort", reason="the trace index needs pydivsufsort")
 WORDS = ("open data models code weights careful curation needs every token today people share science "
          "language learn from the web and books we train small large").split()
 PHRASES = ["careful curation needs every token", "people share science today", "small models learn from books"]
+THOUGHTS = ["web", "language", "science", "books"]
 ASK = [{"role": "user", "content": "Why open data?"}]
 
 
@@ -26,7 +28,7 @@ def traced(helpers, tmp_path_factory):
     that occurs in documents planted-0 and planted-1 only."""
     from olmoflow.data.tokenize import tokenize
     from olmoflow.tokenizer import Tok, train_tokenizer
-    from olmoflow.tokenizer.special import IM_END
+    from olmoflow.tokenizer.special import IM_END, THINK_END, THINK_START
     from olmoflow.trace import build_index
 
     root = tmp_path_factory.mktemp("trace_corpus")
@@ -41,9 +43,14 @@ def traced(helpers, tmp_path_factory):
         tok_dir = train_tokenizer([root / "docs.jsonl"], root / "tok", vocab_size=500, quiet=True)
         tok = Tok.from_dir(tok_dir)
         last = tok.encode_chat(ASK, add_generation_prompt=True)[-1]
-        chain = [last, *tok.encode(" " + phrase), tok.token_id(IM_END)]
-        if len(set(chain[:-1])) == len(chain) - 1:
-            break
+        for thought in THOUGHTS:  # the answer opens with a short <think> section
+            chain = [last, tok.token_id(THINK_START), *tok.encode(thought), tok.token_id(THINK_END),
+                     *tok.encode(" " + phrase), tok.token_id(IM_END)]
+            if len(set(chain[:-1])) == len(chain) - 1:
+                break
+        else:
+            continue
+        break
     else:
         pytest.fail("no candidate phrase tokenizes into distinct tokens")
     tokenize(root / "docs.jsonl", tok_dir, root / "tokens", workers=1, quiet=True)
@@ -53,7 +60,7 @@ def traced(helpers, tmp_path_factory):
     model_dir = helpers.save_model_dir(model, tok_dir, root / "model")
     server = helpers.Server(model_dir, "--trace-index", str(root / "idx"),
                             log=tmp_path_factory.mktemp("logs") / "trace_server.log")
-    yield {"server": server, "phrase": phrase, "idx": root / "idx"}
+    yield {"server": server, "phrase": phrase, "thought": thought, "idx": root / "idx"}
     server.close()
 
 
@@ -63,11 +70,12 @@ def test_trace_endpoint_returns_the_trace_of_the_answer(traced):
     url = traced["server"].url
     answer = httpx.post(url + "/v1/chat/completions", timeout=60, json={
         "model": "tiny", "messages": ASK, "temperature": 0, "max_tokens": 40}).json()["choices"][0]["message"]
-    assert answer["content"].strip() == traced["phrase"]
-    r = httpx.post(url + "/v1/trace", json={"response": answer["content"], "prompt": ASK[0]["content"]}, timeout=60)
+    assert answer["content"] == f"<think>{traced['thought']}</think> {traced['phrase']}"
+    reply = answer["content"].split("</think>")[1]
+    r = httpx.post(url + "/v1/trace", json={"response": reply, "prompt": ASK[0]["content"]}, timeout=60)
     assert r.status_code == 200, r.text
     got = r.json()
-    ref = trace_text(TraceIndex.open(traced["idx"]), answer["content"], prompt=ASK[0]["content"])
+    ref = trace_text(TraceIndex.open(traced["idx"]), reply, prompt=ASK[0]["content"])
     got.pop("elapsed_s"), ref.pop("elapsed_s")
     assert got == json.loads(json.dumps(ref))
     assert got["spans"] and {d["doc_id"] for s in got["spans"] for d in s["documents"]} == {"planted-0", "planted-1"}
@@ -85,6 +93,10 @@ def test_web_page_highlights_traced_spans_and_lists_documents(traced, browser, h
     browser.find_element(By.ID, "input").send_keys(ASK[0]["content"])
     browser.find_element(By.ID, "send").click()
     WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".msg.assistant[data-traced]"))
+    reply = browser.find_elements(By.CSS_SELECTOR, ".msg.assistant")[-1]
+    think = reply.find_element(By.CSS_SELECTOR, "details.think")  # collapsed <think> section
+    assert think.get_attribute("open") is None and traced["thought"] in think.get_attribute("textContent")
+    assert reply.find_element(By.CSS_SELECTOR, ".answer-text").text == traced["phrase"]
     marks = browser.find_elements(By.CSS_SELECTOR, ".msg.assistant mark.trace-span")
     assert marks and traced["phrase"].split()[-1] in " ".join(m.text for m in marks)
     marks[0].click()
