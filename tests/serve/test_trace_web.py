@@ -27,6 +27,7 @@ def traced(helpers, tmp_path_factory):
     """Corpus -> tokenizer -> tokens -> trace index, and a server whose model answers with a phrase
     that occurs in documents planted-0 and planted-1 only."""
     from olmoflow.data.tokenize import tokenize
+    from olmoflow.io import write_jsonl
     from olmoflow.tokenizer import Tok, train_tokenizer
     from olmoflow.tokenizer.special import IM_END, THINK_END, THINK_START
     from olmoflow.trace import build_index
@@ -54,7 +55,12 @@ def traced(helpers, tmp_path_factory):
     else:
         pytest.fail("no candidate phrase tokenizes into distinct tokens")
     tokenize(root / "docs.jsonl", tok_dir, root / "tokens", workers=1, quiet=True)
-    build_index([root / "tokens"], root / "idx", quiet=True)
+    # curation records as curate writes them (data.pipeline.curation_record), for the planted documents
+    write_jsonl(root / "curate" / "curation" / "part-00000.jsonl.gz",
+                [{"id": f"planted-{k}", "raw": {"file": "raw/books.jsonl", "line": k + 1},
+                  "steps": ["exact_dedup", "minhash_dedup", "quality"], "quality": {"score": 0.97, "bucket": 19},
+                  "dedup": {"minhash": 2}, "upsample": 3} for k in range(2)])
+    build_index([root / "tokens"], root / "idx", curation=[root / "curate"], quiet=True)
     model = helpers.tiny_model(tok.vocab_size, seed=2)
     helpers.rig_chain(model, chain)
     model_dir = helpers.save_model_dir(model, tok_dir, root / "model")
@@ -79,6 +85,7 @@ def test_trace_endpoint_returns_the_trace_of_the_answer(traced):
     got.pop("elapsed_s"), ref.pop("elapsed_s")
     assert got == json.loads(json.dumps(ref))
     assert got["spans"] and {d["doc_id"] for s in got["spans"] for d in s["documents"]} == {"planted-0", "planted-1"}
+    assert {d["curation"]["raw"]["file"] for s in got["spans"] for d in s["documents"]} == {"raw/books.jsonl"}
     for body in ({"prompt": "x"}, {"response": "   "}):
         bad = httpx.post(url + "/v1/trace", json=body)
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "response", bad.text
@@ -104,6 +111,9 @@ def test_web_page_highlights_traced_spans_and_lists_documents(traced, browser, h
     docs = browser.find_elements(By.CSS_SELECTOR, "#trace-panel .trace-doc")
     assert {d.find_element(By.TAG_NAME, "strong").text for d in docs} == {"planted-0", "planted-1"}
     assert docs[0].find_element(By.CSS_SELECTOR, ".snippet b").text.strip()
+    for d in docs:  # each document's curation record: raw file and line, steps, quality, dedup, upsampling
+        record = json.loads(d.find_element(By.CSS_SELECTOR, "pre.curation").get_attribute("textContent"))
+        assert record["raw"]["file"] == "raw/books.jsonl" and record["quality"]["bucket"] == 19
     shot = helpers.screenshot_dir(tmp_path) / "web_chat_trace.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 1000
     print(f"screenshot: {shot}")
