@@ -276,3 +276,14 @@ def test_disconnect_while_waiting_for_a_non_streamed_answer_aborts_it(server):
     assert h["running"] == 0
     generated = metric(server, "olmoflow:generation_tokens_total") - before
     assert 0 < generated < 4 * 500
+
+
+def test_without_the_serve_extra_the_command_says_what_to_install(model_dir):
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['fastapi'] = None; from olmoflow.cli import main; "
+            f"sys.exit(main(['serve', '--model', {str(model_dir)!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert "pip install 'olmoflow[serve]'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
