@@ -30,6 +30,7 @@ def _artifact(root: Path, name: str, type_: str, metrics: dict, wall: float = 1.
         (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in curve))
     if model:
         (d / "final").mkdir()
+        (d / "final" / "config.json").write_text("{}")
     return d, m
 
 

@@ -19,8 +19,6 @@ from olmoflow.plots import pyplot, save_figure
 
 __all__ = ["final_model", "next_commands", "report_card", "wilson_interval"]
 
-#: stage types whose output is a model checkpoint (``final/`` inside the artifact)
-MODEL_TYPES = ("pretrain", "midtrain", "long_context", "soup", "sft", "dpo", "rlvr")
 #: metrics where lower is better
 LOWER_IS_BETTER = ("bits_per_byte", "perplexity", "loss")
 
@@ -36,10 +34,11 @@ def wilson_interval(p: float, n: int, z: float = 1.959963984540054) -> tuple[flo
 
 
 def final_model(state: dict[str, Any], arts: dict[str, tuple[Path, dict]]) -> tuple[str, Path] | None:
-    """(stage, checkpoint dir) of the last completed stage, in flow order, that produced a model."""
+    """(stage, checkpoint dir) of the last completed stage, in flow order, that produced a model (a
+    ``final/`` checkpoint with its config: any training stage, plugins' included)."""
     for name in reversed([n for n in state.get("order") or [] if n in arts]):
-        d, m = arts[name]
-        if m.get("type") in MODEL_TYPES and (d / "final").is_dir():
+        d, _ = arts[name]
+        if (d / "final" / "config.json").is_file():
             return name, d / "final"
     return None
 
