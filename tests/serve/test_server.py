@@ -197,14 +197,15 @@ def test_full_waiting_queue_answers_429(server):
     assert statuses.count(429) >= 1 and statuses.count(200) >= 4
 
 
-def metric(server, name: str) -> float:
+def metric(server, name: str, **labels: str) -> float:
+    """Sum of a metric's samples (those with the given label values) from GET /metrics."""
     from prometheus_client.parser import text_string_to_metric_families
 
     text = httpx.get(server.url + "/metrics").text
     total = 0.0
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
-            if s.name == name:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                 total += s.value
     return total
 
@@ -276,6 +277,11 @@ def test_disconnect_while_waiting_for_a_non_streamed_answer_aborts_it(server):
     assert h["running"] == 0
     generated = metric(server, "olmoflow:generation_tokens_total") - before
     assert 0 < generated < 4 * 500
+    for _ in range(300):  # and the handler itself ended (answering nobody with 499), not left waiting
+        if metric(server, "olmoflow:http_errors_total", status="499") >= 1:
+            break
+        threading.Event().wait(0.01)
+    assert metric(server, "olmoflow:http_errors_total", status="499") >= 1
 
 
 def test_without_the_serve_extra_the_command_says_what_to_install(model_dir):

@@ -251,6 +251,8 @@ def create_app(model, tok, model_name: str = "olmo", api_key: str | None = None,
             for index, item in items:
                 if item is None:
                     left -= 1
+                elif isinstance(item, ConnectionAbortedError):  # nobody reads the answer: status 499 as nginx
+                    raise APIError(499, str(item), code="client_closed_request")
                 elif isinstance(item, Exception):
                     raise APIError(500, str(item), code="generation_failed")
                 else:
@@ -271,6 +273,7 @@ def create_app(model, tok, model_name: str = "olmo", api_key: str | None = None,
             while not await request.is_disconnected():
                 await asyncio.sleep(0.1)
             state.engine.abort(handles)
+            queue.put_nowait((0, ConnectionAbortedError("client disconnected")))  # ends this handler too
 
         watcher = asyncio.create_task(watch())
         try:
