@@ -210,6 +210,20 @@ def metric(server, name: str, **labels: str) -> float:
     return total
 
 
+def eventually(check, tries: int = 300) -> bool:
+    """``check()`` becomes true within ``tries`` polls 10 ms apart (a bounded wait, not a timing claim)."""
+    for _ in range(tries):
+        if check():
+            return True
+        threading.Event().wait(0.01)
+    return False
+
+
+def idle(server) -> bool:
+    h = httpx.get(server.url + "/health").json()
+    return h["running"] == 0 and h["waiting"] == 0
+
+
 def test_disconnect_mid_stream_frees_the_slot(server):
     before = metric(server, "olmoflow:generation_tokens_total")
     body = {"model": "tiny", "prompt": "Hello", "max_tokens": 500, "temperature": 0, "stream": True}
@@ -217,12 +231,7 @@ def test_disconnect_mid_stream_frees_the_slot(server):
         lines = r.iter_lines()
         got = [next(lines) for _ in range(6)]
     assert any(line.startswith("data: {") for line in got)
-    for _ in range(200):  # bounded: the slot must be free long before 500 tokens are generated
-        h = httpx.get(server.url + "/health").json()
-        if h["running"] == 0 and h["waiting"] == 0:
-            break
-        threading.Event().wait(0.01)
-    assert h["running"] == 0
+    assert eventually(lambda: idle(server))  # the slot is free long before 500 tokens are generated
     generated = metric(server, "olmoflow:generation_tokens_total") - before
     assert 0 < generated < 500
 
@@ -269,19 +278,11 @@ def test_disconnect_while_waiting_for_a_non_streamed_answer_aborts_it(server):
     body = {"model": "tiny", "prompt": "Hello", "max_tokens": 500, "n": 4, "temperature": 0}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(server.url + "/v1/completions", json=body, headers=AUTH, timeout=httpx.Timeout(5, read=0.3))
-    for _ in range(300):  # bounded; the server notices within its 0.1 s disconnect poll
-        h = httpx.get(server.url + "/health").json()
-        if h["running"] == 0 and h["waiting"] == 0:
-            break
-        threading.Event().wait(0.01)
-    assert h["running"] == 0
+    assert eventually(lambda: idle(server))  # the server notices within its 0.1 s disconnect poll
     generated = metric(server, "olmoflow:generation_tokens_total") - before
     assert 0 < generated < 4 * 500
-    for _ in range(300):  # and the handler itself ended (answering nobody with 499), not left waiting
-        if metric(server, "olmoflow:http_errors_total", status="499") >= 1:
-            break
-        threading.Event().wait(0.01)
-    assert metric(server, "olmoflow:http_errors_total", status="499") >= 1
+    # and the handler itself ended (answering nobody with 499), not left waiting
+    assert eventually(lambda: metric(server, "olmoflow:http_errors_total", status="499") >= 1)
 
 
 def test_without_the_serve_extra_the_command_says_what_to_install(model_dir):
