@@ -120,3 +120,22 @@ def test_index_without_curation_dir_records(tmp_path, flow):
 
     with pytest.raises(OlmoflowError, match="no curation records"):
         build_index([flow["root"] / "mix"], tmp_path / "idx", curation=[Path(flow["raw"])], quiet=True)
+
+
+def test_trace_index_stage_reports_an_untraceable_sample(flow, tmp_path):
+    """A weak model may generate only whitespace: the stage still builds the index and the report says so."""
+    from olmoflow.flow.registry import StageContext, get_stage_type
+    from olmoflow.flow.stages.trace_index import traced_sample_section
+
+    st = get_stage_type("trace_index")
+    out = tmp_path / "ti"
+    out.mkdir()
+    ctx = StageContext(stage="trace_index", seed=0, workdir=tmp_path, quiet=True)
+    metrics = st.fn(st.typed_config(st.resolve_config({"sample_text": " \n "})), {"data": flow["root"] / "mix"},
+                    out, ctx)
+    assert metrics["sample_spans"] == 0 and metrics["docs_with_curation"] == 0
+
+    class Art:
+        name, dir = "ti", out
+
+    assert "nothing to trace" in "\n".join(traced_sample_section([Art()], tmp_path))

@@ -26,7 +26,7 @@ class TraceIndexConfig(StageConfig):
     #: tokens per suffix-array shard (one shard is sorted in memory at a time)
     shard_tokens: int = Field(500_000_000, ge=1)
     #: the traced sample: a greedy generation from the ``model`` input for this prompt ("" : none)
-    sample_prompt: str = "The"
+    sample_prompt: str = "Question:"
     sample_tokens: int = Field(64, ge=1)
     #: trace this text instead of a generation (no model needed)
     sample_text: str | None = None
@@ -51,8 +51,8 @@ def traced_sample_section(arts: list[StageArtifact], workdir: Path) -> list[str]
         if sample_path.is_file():
             res = json.loads(sample_path.read_text())
             if res.get("prompt"):
-                lines += [f"Prompt: `{res['prompt']}`", ""]
-            lines += render_markdown(res)
+                lines += [f"Prompt: `{res['prompt']}` (greedy generation of the `model` input, traced below)", ""]
+            lines += [f"({res['note']})", ""] if res.get("note") else render_markdown(res)
     return lines
 
 
@@ -83,9 +83,13 @@ def run(config: TraceIndexConfig, inputs: dict[str, Path], out_dir: Path, ctx: S
     out: dict[str, Any] = {"n_tokens": meta["n_tokens"], "n_docs": meta["n_docs"],
                            "bytes_per_token": meta["bytes_per_token"],
                            "docs_with_curation": meta["n_docs_with_curation"]}
-    if text and text.strip():
-        res = trace_text(index, text, prompt=prompt, min_tokens=config.min_tokens, max_count=config.max_count,
-                         fraction=config.fraction)
+    if text is not None:
+        if text.strip():
+            res = trace_text(index, text, prompt=prompt, min_tokens=config.min_tokens, max_count=config.max_count,
+                             fraction=config.fraction)
+        else:  # a weak model may generate only whitespace: say so in the report rather than fail the flow
+            res = {"response": text, "prompt": prompt, "spans": [], "elapsed_s": 0.0,
+                   "note": "the generation is empty or whitespace: nothing to trace"}
         (out_dir / "traced_sample.json").write_text(json.dumps(res, ensure_ascii=False, indent=1))
         out["sample_spans"] = len(res["spans"])
     return out
