@@ -113,3 +113,26 @@ def test_cli_index_trace_json_and_errors(word_index, tmp_path):
     (tmp_path / "idx" / "shard-00000.tokens").write_bytes(b"\0\0")
     r = _cli("--index", tmp_path / "idx", "--text", "w1 w2 w3")
     assert r.returncode == 1 and "truncated" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_model_generation_traced_and_other_tokenizer_refused(corpus, word_index, tmp_path):
+    """``--model``: generate then trace; a model whose tokenizer is not the index's is refused, naming both."""
+    from olmoflow.flow.stages.pretrain import _tokenizer_ids
+    from olmoflow.train import TrainConfig, pretrain
+
+    cfg = {"run_dir": str(tmp_path / "run"), "model": "tiny-1m", "model_overrides": _tokenizer_ids(corpus["tok"]),
+           "data": {"paths": [str(corpus["root"] / "tokens")]}, "seq_len": 32, "micro_batch": 2,
+           "global_batch_tokens": 64, "steps": 2, "precision": "fp32"}
+    pretrain(TrainConfig.model_validate(cfg), quiet=True)
+    r = _cli("--index", corpus["idx"], "--model", tmp_path / "run", "--tokenizer", corpus["tok"], "--prompt", "Kato",
+             "--max-new-tokens", "8", "--json")
+    if r.returncode == 0:
+        res = json.loads(r.stdout)
+        assert res["prompt"] == "Kato" and isinstance(res["spans"], list)
+    else:  # a 2-step model may say nothing: that is a one-line error too
+        assert r.returncode == 1 and "generated only whitespace" in r.stderr, r.stderr
+    r = _cli("--index", word_index / "idx", "--model", tmp_path / "run", "--tokenizer", corpus["tok"],
+             "--prompt", "Kato")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and str(corpus["tok"]) in lines[0]
+    assert str(word_index / "idx" / "tokenizer.json") in lines[0]

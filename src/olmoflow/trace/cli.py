@@ -101,6 +101,8 @@ def main(argv: list[str]) -> int:
     text = a.text
     if a.model is not None:
         text = generate(a.model, a.prompt, index.tokenizer_path, a.tokenizer, a.chat, a.max_new_tokens)
+        if not text.strip():
+            raise OlmoflowError(f"the model generated only whitespace for --prompt {a.prompt!r}: nothing to trace")
     elif a.tokenizer is not None:
         index = TraceIndex.open(a.index, tokenizer=a.tokenizer, verify=False)
     result: dict[str, Any] = trace_text(index, text, prompt=a.prompt, min_tokens=a.min_tokens,
