@@ -34,7 +34,7 @@ from olmoflow.model.kv_cache import SlotKVCache
 
 #: stream_callback(request_index, new_token_id, text_delta)
 StreamCallback = Callable[[int, int, str], None]
-FinishReason = Literal["stop", "length", "abort"]
+FinishReason = Literal["stop", "length"]
 
 
 class QueueFullError(OlmoflowError):
