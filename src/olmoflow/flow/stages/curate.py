@@ -141,7 +141,8 @@ DATA_FILES = tuple(ReleaseFiles(pat, "data/{stage}/") for pat in ("stats.json", 
 @register_stage("curate", description="curate documents (olmoflow.data.curate)", config=CurateConfig,
                 report=(FUNNEL,), release=DATA_FILES,
                 libraries=("numpy", "lingua-language-detector", "rensa", "pydivsufsort", "xxhash", "fasttext-numpy2"),
-                volatile_files=("_work/*", "timing.json", "report.md"),
+                # curation/ records hold the raw inputs' absolute paths (derived from inputs already hashed)
+                volatile_files=("_work/*", "timing.json", "report.md", "curation/*"),
                 volatile_keys={"stats.json": ("run_hash", "seconds")})
 def run(config: CurateConfig, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict:
     from olmoflow.data.curate import curate

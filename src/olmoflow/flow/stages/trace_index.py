@@ -61,7 +61,10 @@ TRACED = ReportSection("Traced sample", traced_sample_section, order=85)
 
 @register_stage("trace_index", description="trace index over the training tokens + a traced sample (olmoflow.trace)",
                 config=TraceIndexConfig, report=(TRACED,), libraries=("numpy", "pydivsufsort", "tokenizers", "xxhash"),
-                volatile_keys={"index/trace.json": ("build_seconds", "build_tokens_per_s"),
+                # docs.jsonl records absolute paths (normalised when hashed); the line offsets, checksums and
+                # size derived from it would still move with the workdir, so they are left out of the id
+                volatile_files=("index/docs.offsets.npy",),
+                volatile_keys={"index/trace.json": ("build_seconds", "build_tokens_per_s", "files", "bytes_per_token"),
                                "traced_sample.json": ("elapsed_s",)})
 def run(config: TraceIndexConfig, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict[str, Any]:
     from olmoflow.trace import TraceIndex, build_index, trace_text
