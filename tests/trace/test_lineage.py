@@ -139,3 +139,32 @@ def test_trace_index_stage_reports_an_untraceable_sample(flow, tmp_path):
         name, dir = "ti", out
 
     assert "nothing to trace" in "\n".join(traced_sample_section([Art()], tmp_path))
+
+
+def test_sft_conversations_indexed_and_traced_to_their_line(flow, tmp_path):
+    """The stage's ``sft`` input: conversations are indexed as SFT tokenizes them; a reproduced answer is
+    traced to its conversation and the line of the chat file it came from."""
+    from olmoflow.flow.registry import StageContext, get_stage_type
+    from olmoflow.trace import TraceIndex, trace_text
+
+    answer = "The quindle of Pellmar is always seven marrowinds across the fenneth valley."
+    chats = tmp_path / "sft.jsonl"
+    rows = [{"id": f"c{i}", "messages": [{"role": "user", "content": f"Question {i}?"},
+                                         {"role": "assistant", "content": f"Answer {i} is kato."}]} for i in range(5)]
+    rows.insert(3, {"id": "quindle", "messages": [{"role": "user", "content": "How wide is Pellmar?"},
+                                                  {"role": "assistant", "content": answer}]})
+    chats.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    st = get_stage_type("trace_index")
+    out = tmp_path / "ti"
+    out.mkdir()
+    ctx = StageContext(stage="trace_index", seed=0, workdir=tmp_path, quiet=True)
+    st.fn(st.typed_config(st.resolve_config({"sample_prompt": ""})),
+          {"data": flow["root"] / "mix", "curation": flow["root"] / "cur", "sft": chats,
+           "tokenizer": flow["root"] / "tok"}, out, ctx)
+    ix = TraceIndex.open(out / "index")
+    [span] = trace_text(ix, answer, fraction=1.0)["spans"]  # (an answer starts a line, as in the chat)
+    assert span["text"] == answer
+    [doc] = span["documents"]
+    assert doc["doc_id"] == "quindle" and doc["source"] == "sft"
+    assert doc["curation"]["raw"] == {"file": str(chats), "line": 4}
+    assert any(ix.record(i)["id"] == "planted-1" for i in range(ix.n_docs))  # the pretraining data is there too

@@ -1,6 +1,6 @@
 """``olmoflow trace``: build a trace index, and trace text (or a model's generation) back to the training data.
 
-    olmoflow trace index --data TOKENS [--data MIX ...] [--curation CURATE_DIR ...] --out INDEX
+    olmoflow trace index --data TOKENS [--data MIX ...] [--curation CURATE_DIR ...] [--sft CHATS.jsonl] --out INDEX
     olmoflow trace --index INDEX --text "some model output" [--prompt "..."] [--json]
     olmoflow trace --index INDEX --model MODEL --prompt "..." [--max-new-tokens 64]
 """
@@ -24,6 +24,9 @@ def _index_parser() -> argparse.ArgumentParser:
     p.add_argument("--curation", action="append", default=[],
                    help="curate output dir whose per-document curation records to join; repeatable")
     p.add_argument("--tokenizer", help="tokenizer dir or tokenizer.json (default: the one named in the data's meta.json)")
+    p.add_argument("--sft", action="append", default=[],
+                   help="SFT conversation file (JSONL/Parquet chat records) to index too, tokenized as SFT does "
+                   "(written as a token dataset beside --out); repeatable; needs --tokenizer")
     p.add_argument("--shard-tokens", type=int, default=500_000_000, help="tokens per suffix-array shard")
     p.add_argument("--quiet", action="store_true")
     return p
@@ -83,7 +86,16 @@ def index_main(argv: list[str]) -> int:
     from olmoflow.trace.index import build_index
 
     a = _index_parser().parse_args(argv)
-    meta = build_index(a.data, a.out, tokenizer=a.tokenizer, curation=a.curation, shard_tokens=a.shard_tokens,
+    data = list(a.data)
+    if a.sft:
+        from olmoflow.trace.chat import chat_token_dataset
+
+        if a.tokenizer is None:
+            raise OlmoflowError("--sft needs --tokenizer (the tokenizer SFT used)")
+        chats = Path(a.out).with_name(Path(a.out).name + "-sft-tokens")
+        chat_token_dataset(a.sft, a.tokenizer, chats)
+        data.append(str(chats))
+    meta = build_index(data, a.out, tokenizer=a.tokenizer, curation=a.curation, shard_tokens=a.shard_tokens,
                        quiet=a.quiet)
     print(f"trace index {a.out}: {meta['n_tokens']:,} tokens, {meta['n_docs']:,} documents "
           f"({meta['n_docs_seen']:,} as trained, repeats folded), {len(meta['shards'])} shard(s), "

@@ -173,6 +173,8 @@ def build_index(
                     repeats[base] = repeats.get(base, 0) + int(rec.get("repeats", 1))
                 if base not in meta_of:
                     meta_of[base] = {"id": base, "source": rec.get("source", sh.source), "dataset": str(ds.path)}
+                    if "raw" in rec and base not in records:  # data without a curate step (e.g. SFT chats)
+                        records[base] = {"raw": rec["raw"]}
                     plan.append((di, si, i, base))
     total = sum(int(datasets[di].shards[si].idx[i + 1] - datasets[di].shards[si].idx[i]) for di, si, i, _ in plan)
 

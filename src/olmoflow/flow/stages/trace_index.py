@@ -2,7 +2,9 @@
 
 Inputs: ``data`` (a token dataset: a mix or tokenize artifact; more as ``data_<name>``), optional
 ``curation`` (a curate artifact, or several as ``curation_<name>``: its per-document curation records are
-joined to the indexed documents), optional ``model`` (+ ``tokenizer``) to generate the traced sample.
+joined to the indexed documents), optional ``sft`` (a chat_data artifact or conversation file: indexed as
+SFT tokenizes it, into ``sft_tokens/``; needs ``tokenizer``), optional ``model`` (+ ``tokenizer``) to
+generate the traced sample.
 Config: ``shard_tokens``; the sample's ``sample_prompt`` / ``sample_tokens`` (greedy, from ``model``) or a
 fixed ``sample_text``; the tracing knobs ``min_tokens``, ``max_count``, ``fraction``. Output: ``index/``
 (the index, docs/trace.md) and ``traced_sample.json`` (the traced sample in the /v1/trace schema). Report: the
@@ -72,6 +74,15 @@ def run(config: TraceIndexConfig, inputs: dict[str, Path], out_dir: Path, ctx: S
     need(inputs, "data", ctx.stage, "a token dataset (mix or tokenize output)")
     data = [p for k, p in sorted(inputs.items()) if (k == "data" or k.startswith("data_")) and p is not None]
     curation = [p for k, p in sorted(inputs.items()) if (k == "curation" or k.startswith("curation_")) and p is not None]
+    if inputs.get("sft") is not None:  # the SFT conversations, tokenized as SFT tokenizes them
+        from olmoflow.flow.stages._posttrain import find_file
+        from olmoflow.flow.stages.sft import CHAT_FILES
+        from olmoflow.trace.chat import chat_token_dataset
+
+        chats = find_file(inputs["sft"], CHAT_FILES, ctx.stage, "SFT conversations")
+        chat_token_dataset([chats], need(inputs, "tokenizer", ctx.stage, "the tokenizer (to tokenize 'sft')"),
+                           out_dir / "sft_tokens")
+        data.append(out_dir / "sft_tokens")
     meta = build_index(data, out_dir / "index", tokenizer=inputs.get("tokenizer"), curation=curation,
                        shard_tokens=config.shard_tokens, quiet=ctx.quiet)
     index = TraceIndex.open(out_dir / "index", verify=False)
