@@ -191,9 +191,16 @@ class SlotKVCache:
         self._s = max(after, default=0)
         if t == 1 and valid is None:
             q = qpos[:, 0]
-            self._decode = (q, q % w)
-            # one row: plain integer indexing (no index tensors; the common interactive case)
-            self._one = (self.rows[0], before[0], before[0] % w) if b == 1 else None
+            # where each row's new key goes, per layer type: (first slot, index) when the rows are
+            # slots 0..B-1 at one length (or a single row): a plain slice write, as one shared cache
+            # would do; else flat row indices into the [slots * KV * S, hd] view, for one index_copy_
+            if b == 1 or (self._contiguous and len(set(before)) == 1):
+                self._decode = {"full": (self.rows[0], before[0]), "sliding": (self.rows[0], before[0] % w)}
+            else:
+                heads = torch.arange(self.cfg.n_kv_heads, device=self.device)[None, :]
+                base = self._rows_t[:, None] * self.cfg.n_kv_heads + heads
+                self._decode = {"full": (base * self.max_len + q[:, None]).reshape(-1),
+                                "sliding": (base * w + (q % w)[:, None]).reshape(-1)}
             kidx = torch.arange(self._s, device=self.device)
             full = kidx[None, :] <= q[:, None]
             ring = self._ring_positions(q + 1)
@@ -228,20 +235,22 @@ class SlotKVCache:
     def update(self, layer: int, layer_type: str, k: torch.Tensor, v: torch.Tensor):
         """Store this step's k/v [B, KV, T, hd] in the selected slots; return what to attend over."""
         kc, vc = self.k[layer], self.v[layer]
-        k, v = k.to(self.dtype), v.to(self.dtype)  # under autocast new keys may be bf16
-        if self._decode is not None and self._one is not None:
-            slot, q1, r1 = self._one
-            idx = q1 if layer_type == "full" else r1
-            kc[slot, :, idx] = k[0, :, 0]
-            vc[slot, :, idx] = v[0, :, 0]
-            s = self._s if layer_type == "full" else self.window
-            return kc[slot : slot + 1, :, :s], vc[slot : slot + 1, :, :s]
+        if k.dtype != self.dtype:  # under autocast new keys may be bf16
+            k, v = k.to(self.dtype), v.to(self.dtype)
         if self._decode is not None:
-            q, ring_idx = self._decode
-            idx = q if layer_type == "full" else ring_idx
-            kc[self._rows_t, :, idx] = k[:, :, 0]
-            vc[self._rows_t, :, idx] = v[:, :, 0]
+            where = self._decode[layer_type]
+            b = k.shape[0]
+            if isinstance(where, tuple):
+                first, idx = where
+                kc[first : first + b, :, idx] = k[:, :, 0]
+                vc[first : first + b, :, idx] = v[:, :, 0]
+            else:
+                hd = k.shape[-1]
+                kc.view(-1, hd).index_copy_(0, where, k.reshape(-1, hd))
+                vc.view(-1, hd).index_copy_(0, where, v.reshape(-1, hd))
             s = self._s if layer_type == "full" else self.window
+            if b == 1:
+                return kc[self.rows[0] : self.rows[0] + 1, :, :s], vc[self.rows[0] : self.rows[0] + 1, :, :s]
             return self._select(kc, s), self._select(vc, s)
         if layer_type == "full":
             slot, dest, sb, st = self._full_write
