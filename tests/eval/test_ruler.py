@@ -45,3 +45,19 @@ def test_task_specs_with_and_without_a_tokenizer(tmp_path):
     assert all(200 <= x <= 300 for x in n), n
     with pytest.raises(OlmoflowError, match=r"passkey:LENGTH"):
         get_task("passkey:long")
+
+
+def test_choice_forms_hold_the_answer_among_distractors():
+    for name in ("passkey_choice", "niah_multikey_choice"):
+        task = get_task(f"{name}:300")
+        docs, _ = task.load()
+        assert task.kind == "rc" and task.primary_metric == "acc_raw" and task.name == f"{name}:300"
+        gen = make_items(name.removesuffix("_choice"), 300, 100)
+        for d, g in zip(docs, gen):
+            assert d["choices"][d["gold"]] == g["answer"] and len(set(d["choices"])) == 4
+            assert d["query"] == g["prompt"]
+            in_prompt = [c for c in d["choices"] if c in d["query"]]
+            assert in_prompt == [g["answer"]] if name == "passkey_choice" else len(in_prompt) == 4
+    assert {d["gold"] for d in get_task("passkey_choice:300").load()[0]} == {0, 1, 2, 3}
+    with pytest.raises(OlmoflowError, match="unknown task .common_words_choice:300."):
+        get_task("common_words_choice:300")

@@ -31,7 +31,8 @@ def test_staged_flow_quick_variant_runs_and_reports_its_controls(tmp_path, monke
     assert m.cfg.rope_scaling_sliding is None
     long = json.loads((art["compare_long"] / "results.json").read_text())["results"]
     assert set(long) == {"before", "after"}
-    assert set(long["after"]) == {f"{t}:{n}" for t in ("passkey", "niah_multikey") for n in (128, 256, 512)}
+    tasks = ("passkey", "passkey_choice", "niah_multikey_choice")
+    assert set(long["after"]) == {f"{t}:{n}" for t in tasks for n in (128, 256, 512)}
     assert (art["compare_long"] / "by_length.png").is_file()
     mid = json.loads((art["compare_midtrain"] / "results.json").read_text())["results"]
     assert list(mid) == ["pretrain", "continued", "midtrain_a", "midtrain_b", "soup"]

@@ -11,6 +11,11 @@ Four tasks, each a generative task (``gen``: greedy decoding, exact match):
 * ``common_words``: a numbered list of words where a few words recur many times; the model must
   name the most frequent ones (most frequent first).
 
+``passkey_choice`` / ``niah_multikey_choice`` are the same items as multiple choice (``rc``): the
+answer against three distractors (random numbers; the other keys' numbers, which are in the
+prompt), scored by likelihood, chance 1/4: a graded signal for models too small to generate the
+whole answer exactly.
+
 A spec is ``NAME:LENGTH[:TOKENIZER_DIR]``: ``LENGTH`` is the prompt length in tokens of the given
 tokenizer (in the evaluate stage: ``passkey:512:{inputs.tokenizer}``), or, without one, in
 whitespace-separated words. Items are deterministic for a (name, length, seed). The same
@@ -27,7 +32,7 @@ from typing import Any
 
 from olmoflow.errors import OlmoflowError
 
-__all__ = ["RULER_TASKS", "make_items", "ruler_task", "training_document"]
+__all__ = ["RULER_TASKS", "TASK_NAMES", "make_items", "ruler_task", "training_document"]
 
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 _WORDS = ("apple river stone cloud garden window silver forest candle market bridge winter paper "
@@ -70,7 +75,8 @@ def _passkey(rng: random.Random, length: int, count: Counter) -> dict[str, Any]:
     needle = f"The pass key is {key}. Remember it. {key} is the pass key."
     intro = "There is a pass key hidden in the text below. Find it and memorize it."
     body = _haystack([needle], length - count(intro), count, rng, "What is the pass key? The pass key is")
-    return {"prompt": f"{intro} {body}", "answer": key}
+    others = [_number(rng) for _ in range(3)]  # not in the prompt: a retriever prefers the key
+    return {"prompt": f"{intro} {body}", "answer": key, "distractors": [o for o in others if o != key]}
 
 
 def _niah_multikey(rng: random.Random, length: int, count: Counter, n_keys: int = 4) -> dict[str, Any]:
@@ -80,7 +86,9 @@ def _niah_multikey(rng: random.Random, length: int, count: Counter, n_keys: int 
     rng.shuffle(needles)
     j = rng.randrange(n_keys)
     tail = f"What is the special magic number for {keys[j]}? The special magic number for {keys[j]} is:"
-    return {"prompt": _haystack(needles, length, count, rng, tail), "answer": vals[j]}
+    # distractors: the other keys' numbers, all in the prompt (the model must match the key)
+    return {"prompt": _haystack(needles, length, count, rng, tail), "answer": vals[j],
+            "distractors": [v for i, v in enumerate(vals) if i != j]}
 
 
 def _variable_tracking(rng: random.Random, length: int, count: Counter, hops: int = 3) -> dict[str, Any]:
@@ -119,6 +127,8 @@ RULER_TASKS: dict[str, Callable[..., dict[str, Any]]] = {
     "variable_tracking": _variable_tracking,
     "common_words": _common_words,
 }
+#: task-spec names: the generative tasks and the multiple-choice forms of the numeric ones
+TASK_NAMES = (*RULER_TASKS, "passkey_choice", "niah_multikey_choice")
 
 
 def make_items(name: str, length: int, n: int, seed: int = 0, count: Counter | None = None) -> list[dict[str, Any]]:
@@ -152,11 +162,37 @@ def _token_counter(tok_dir: str) -> Counter:
     return lambda text: len(tok.encode(text).ids)
 
 
+def _choice_docs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Multiple-choice form (``rc``): the answer among its distractors, scored by likelihood after
+    the prompt (order fixed per item)."""
+    out = []
+    for it in items:
+        choices = [it["answer"], *it["distractors"]]
+        order = random.Random(it["id"]).sample(range(len(choices)), len(choices))
+        out.append({"id": it["id"], "question": it["prompt"], "query": it["prompt"],
+                    "choices": [choices[j] for j in order], "gold": order.index(0)})
+    return out
+
+
 def ruler_task(spec: str, n: int = 100, seed: int = 0):
-    """The :class:`~olmoflow.eval.tasks.Task` for ``NAME:LENGTH[:TOKENIZER_DIR]``."""
+    """The :class:`~olmoflow.eval.tasks.Task` for ``NAME:LENGTH[:TOKENIZER_DIR]``; ``NAME_choice``
+    (passkey, niah_multikey) scores the answer against distractors by likelihood (chance 1/4)."""
     from olmoflow.eval.tasks import Task
 
     name, _, rest = spec.partition(":")
+    if name.endswith("_choice"):
+        base = name.removesuffix("_choice")
+        if base not in ("passkey", "niah_multikey"):
+            raise OlmoflowError(f"task {spec!r}: only passkey_choice and niah_multikey_choice exist")
+        task = ruler_task(f"{base}:{rest}", n, seed)
+        inner = task.loader
+
+        def load_choice():
+            docs, _ = inner()
+            return _choice_docs(docs), []
+
+        return Task(name=f"{name}:{task.name.split(':')[1]}", kind="rc", loader=load_choice, source=task.source,
+                    num_shots=0, primary_metric="acc_raw")
     length_s, _, tok_dir = rest.partition(":")
     if not length_s.isdigit():
         raise OlmoflowError(f"task {spec!r}: give the length as {name}:LENGTH[:TOKENIZER_DIR], e.g. {name}:512")

@@ -14,7 +14,8 @@ A task spec on the command line is one of
   (docs/eval.md gives the schemas);
 - ``arith_gen:PATH`` etc. for an arithmetic file written by the data stage (``math_eval.jsonl``);
 - a long-context task generated at a length, ``passkey:512[:TOKENIZER_DIR]`` (also
-  ``niah_multikey``, ``variable_tracking``, ``common_words``; ``olmoflow.eval.ruler``).
+  ``niah_multikey``, ``variable_tracking``, ``common_words``, ``passkey_choice``,
+  ``niah_multikey_choice``; ``olmoflow.eval.ruler``).
 
 Formats (OLMES): ``rc`` scores every answer as a cloze continuation (raw, per-token, per-char
 and PMI normalisations), ``mc`` lists the answers with letters and scores `` A``, `` B``, …;
@@ -191,9 +192,9 @@ def get_task(spec: str) -> Task:
     looks_like_file = rest.endswith((".jsonl", ".jsonl.gz", ".json")) or "/" in rest
     if head.startswith("arith_") and rest and looks_like_file and not _SHOT_RE.match(first) and first not in ("rc", "mc"):
         return loaders.arith_task(head, path=rest)
-    from olmoflow.eval.ruler import RULER_TASKS, ruler_task
+    from olmoflow.eval.ruler import TASK_NAMES, ruler_task
 
-    if head in RULER_TASKS:  # long-context tasks generated at a length: passkey:512[:TOKENIZER_DIR]
+    if head in TASK_NAMES:  # long-context tasks generated at a length: passkey:512[:TOKENIZER_DIR]
         return ruler_task(spec)
     names = list_tasks()
     if head not in _REGISTRY:
