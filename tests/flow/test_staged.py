@@ -185,3 +185,17 @@ def test_killed_midtrain_resumes_to_the_uninterrupted_result(tmp_path, flow_file
     assert curve(left) == curve(ref) and len(curve(left)) == 30
     assert (left / "final" / "model.safetensors").read_bytes() == (ref / "final" / "model.safetensors").read_bytes()
     assert read_manifest(left)["id"] == read_manifest(ref)["id"]
+
+
+def test_microanneal_ranking_follows_the_first_task_and_knows_lower_is_better():
+    from olmoflow.flow.stages.microanneal import table
+
+    res = {"start": {"gen (exact_match)": 0.1, "ppl (bits_per_byte)": 2.0},
+           "baseline": {"gen (exact_match)": 0.2, "ppl (bits_per_byte)": 1.8},
+           "x": {"gen (exact_match)": 0.3, "ppl (bits_per_byte)": 1.9},
+           "y": {"gen (exact_match)": 0.3, "ppl (bits_per_byte)": 1.7},
+           "z": {"gen (exact_match)": 0.1, "ppl (bits_per_byte)": 1.0}}
+    last = table(res, ["x", "y", "z"])[-1]
+    assert last.index("1. y") < last.index("2. x") < last.index("3. z")
+    assert "y (+0.1; better than the baseline anneal on 2 of 2)" in last
+    assert "x (+0.1; better than the baseline anneal on 1 of 2)" in last

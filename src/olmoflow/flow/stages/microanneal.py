@@ -68,11 +68,12 @@ def table(results: dict[str, dict[str, float]], candidates: list[str]) -> list[s
         cells = [f"{results['start'].get(m, float('nan')):.4g}", f"{results['baseline'][m]:.4g}"]
         cells += [f"{results[c][m]:.4g} ({results[c][m] - results['baseline'][m]:+.4g})" for c in candidates]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    score = {c: sum(_better(m, results[c][m] - results["baseline"][m]) for m in metrics) / max(1, len(metrics))
-             for c in candidates}
-    ranked = sorted(candidates, key=lambda c: -score[c])
-    lines += ["", "Ranking (mean improvement over the baseline anneal, sign-adjusted so higher is better): "
-              + ", ".join(f"{i + 1}. {c} ({score[c]:+.4g})" for i, c in enumerate(ranked))]
+    first = metrics[0]
+    wins = {c: sum(_better(m, results[c][m] - results["baseline"][m]) > 0 for m in metrics) for c in candidates}
+    ranked = sorted(candidates, key=lambda c: (-_better(first, results[c][first] - results["baseline"][first]), -wins[c]))
+    lines += ["", f"Ranking by the first task, {first} (then by the number of metrics improved): "
+              + ", ".join(f"{i + 1}. {c} ({results[c][first] - results['baseline'][first]:+.4g}; better than the "
+                          f"baseline anneal on {wins[c]} of {len(metrics)})" for i, c in enumerate(ranked))]
     return lines
 
 
