@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parents[2]
 #: the flow's own smoke-test variant (`olmoflow demo --quick`)
 SMALL = ["--variant", "quick"]
 #: every stage of the tiny flow, in order
-STAGES = ["corpus", "curate", "tokenizer", "tokenize", "mix", "pretrain", "evaluate", "chat", "sft", "sft2", "pairs", "dpo",
-          "rlvr", "chat_eval_base", "chat_eval_sft", "chat_eval_dpo", "chat_eval", "export"]
+STAGES = ["corpus", "curate", "tokenizer", "tokenize", "mix", "pretrain", "evaluate", "chat", "dolmino",
+          "dolmino_tok", "midtrain_a", "midtrain_b", "soup", "evaluate_soup", "sft", "sft2", "pairs", "dpo", "rlvr",
+          "chat_eval_base", "chat_eval_soup", "chat_eval_sft", "chat_eval_dpo", "chat_eval", "trace_index", "export"]
 
 
 def test_packaged_tiny_flow_is_the_repo_flow():
@@ -40,7 +41,7 @@ def test_tiny_flow_end_to_end(tmp_path, cli):
     state = json.loads((wd / "flow.json").read_text())
     assert all(state["stages"][n]["status"] == "run" for n in state["order"])
     text = (wd / "REPORT.md").read_text()
-    for section in ("## Stages", "## Data funnel", "## Training loss", "## Evaluation", "## Sample generation",
+    for section in ("## Report card", "## Traced sample", "## Stages", "## Data funnel", "## Training loss", "## Evaluation", "## Sample generation",
                     "## Post-training: SFT", "## Post-training: DPO", "## Post-training: RLVR", "## Lineage",
                     "## Environment"):
         assert section in text
@@ -74,13 +75,14 @@ def test_tiny_flow_end_to_end(tmp_path, cli):
     assert (rel / "model" / "model.safetensors").is_file() and (rel / "tokenizer" / "tokenizer.json").is_file()
     ckpts = json.loads((rel / "checkpoints.json").read_text())["checkpoints"]
     assert len([c for c in ckpts if c["stage"] == "pretrain"]) == 2  # every 6 of 12 steps
-    assert {c["stage"] for c in ckpts} == {"pretrain", "sft", "sft2", "dpo", "rlvr"}
+    assert {"pretrain", "midtrain_a", "midtrain_b", "sft", "sft2", "dpo", "rlvr"} <= {c["stage"] for c in ckpts}
     # fork: continue pretraining from an intermediate checkpoint (upstream stages come from the cache)
     ckpt = wd / state["stages"]["pretrain"]["artifact"] / "checkpoints" / "step-6"
     cli("fork", "--from", str(ckpt), "--flow", str(tiny_flow_path()), "--workdir", str(wd), "--quiet", *SMALL,
         "pretrain.steps=4")
     forked = json.loads((wd / "flow.json").read_text())
-    upstream = {"corpus", "curate", "tokenizer", "tokenize", "mix", "chat"}  # do not depend on pretrain: cached
+    # do not depend on pretrain: cached
+    upstream = {"corpus", "curate", "tokenizer", "tokenize", "mix", "chat", "dolmino", "dolmino_tok"}
     assert [n for n in forked["order"] if forked["stages"][n]["status"] == "run"] == [
         n for n in forked["order"] if n not in upstream]
     m = json.loads((wd / forked["stages"]["pretrain"]["artifact"] / "manifest.json").read_text())
