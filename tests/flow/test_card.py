@@ -50,7 +50,7 @@ def test_card_tabulates_each_evaluation_after_each_stage(tmp_path):
         "mix": _artifact(tmp_path, "mix", "mix", {"repetition": {"math": 29.0, "code": 0.8}}),
         "pretrain": _artifact(tmp_path, "pretrain", "pretrain", {"tokens": 1000, "step": 10, "loss": 4.0},
                               wall=2.0, curve=curve, model=True),
-        "eval_base": _artifact(tmp_path, "eval_base", "evaluate", {}, results=_results("pretrain", 0.01, 100, 0.4)),
+        "eval_base": _artifact(tmp_path, "eval_base", "evaluate", {}, results=_results("pretrain", 0.0, 100, 0.4)),
         "sft": _artifact(tmp_path, "sft", "sft", {"tokens": 500, "step": 5, "loss": 0.3}, curve=curve, model=True),
         "eval_sft": _artifact(tmp_path, "eval_sft", "evaluate", {}, results=_results("sft", 0.90, 100)),
         "dpo": _artifact(tmp_path, "dpo", "dpo", {"tokens": 200, "step": 2, "loss": 0.6}, curve=curve, model=True),
@@ -65,7 +65,7 @@ def test_card_tabulates_each_evaluation_after_each_stage(tmp_path):
     # one row per evaluation, one column per model, in flow order; chance from the items' choices
     assert "| evaluation | primary metric | chance | items | pretrain | sft | dpo |" in text
     lo, hi = wilson_interval(0.9, 100)
-    assert f"| chat:arith | **accuracy** | 0.00 | 100 | 0.01 [0.00, 0.05] | 0.90 [{lo:.2f}, {hi:.2f}] |" in text
+    assert f"| chat:arith | **accuracy** | 0.00 | 100 | 0.00 [0.00, 0.04] | 0.90 [{lo:.2f}, {hi:.2f}] |" in text
     assert "| arith_rc | **acc_per_char** | 0.38 | 60 | 0.40 [" in text and text.count("| arith_rc |") == 1
     # a change inside the intervals is called out; a heavily upsampled source is explained
     assert "chat:arith: sft → dpo changed -2 points, within the 95% intervals" in text

@@ -125,7 +125,8 @@ def _eval_plot(path: Path, stages: list[str], tasks: dict[str, dict]) -> bool:
         xs = [k for k, s in enumerate(stages) if s in row]
         ys = [row[stages[k]][0] for k in xs]
         ci = [wilson_interval(*row[stages[k]]) for k in xs]
-        err = [[y - lo for y, (lo, _) in zip(ys, ci)], [hi - y for y, (_, hi) in zip(ys, ci)]]
+        # (clamped: at 0 or 1 the interval's float bound can land a hair inside the point)
+        err = [[max(0.0, y - lo) for y, (lo, _) in zip(ys, ci)], [max(0.0, hi - y) for y, (_, hi) in zip(ys, ci)]]
         line = ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=f"{tname} ({row['metric']})")
         ax.axhline(row["chance"], linestyle=":", color=line[0].get_color(), alpha=0.7)
     ax.set_xticks(range(len(stages)), stages, rotation=20, fontsize=8)
