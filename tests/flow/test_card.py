@@ -56,7 +56,12 @@ def test_card_tabulates_each_evaluation_after_each_stage(tmp_path):
         "dpo": _artifact(tmp_path, "dpo", "dpo", {"tokens": 200, "step": 2, "loss": 0.6}, curve=curve, model=True),
         "eval_dpo": _artifact(tmp_path, "eval_dpo", "evaluate", {}, results=_results("dpo", 0.88, 100)),
         "export": _artifact(tmp_path, "export", "export", {}),
+        "trace": _artifact(tmp_path, "trace", "trace_index", {}),
     }
+    (tmp_path / "trace" / "traced_sample.json").write_text(json.dumps({
+        "prompt": "What is 2 + 3?", "response": "The answer is 5.",
+        "spans": [{"start": 0, "end": 13, "text": "The answer is", "count": 2, "documents": [
+            {"doc_id": "d1", "source": "sft", "score": 1.5, "curation": None}]}]}))
     state = {"order": list(arts)}
     assert final_model(state, arts) == ("dpo", tmp_path / "dpo" / "final")
     text = "\n".join(report_card(state, arts, tmp_path))
@@ -71,6 +76,8 @@ def test_card_tabulates_each_evaluation_after_each_stage(tmp_path):
     assert "chat:arith: sft → dpo changed -2 points, within the 95% intervals" in text
     assert "pretrain → sft" not in text
     assert "source `math` is repeated 29.0×" in text and "`code`" not in text
+    # a traced answer: spans found in the training data in bold, with the document behind each
+    assert "> **The answer is** 5." in text and "| The answer is | 2 | `d1` | sft |" in text
     # the way onward names the final model
     assert f"olmoflow chat --model {tmp_path / 'dpo' / 'final'}" in text
     assert f"olmoflow serve --model {tmp_path / 'dpo' / 'final'}" in text

@@ -225,6 +225,20 @@ def _data_notes(arts: dict[str, tuple[Path, dict]]) -> list[str]:
     return notes
 
 
+def _traced_answer(state: dict[str, Any], arts: dict[str, tuple[Path, dict]]) -> list[str]:
+    """The last traced sample (a trace_index stage's ``traced_sample.json``): the answer with the spans
+    found verbatim in the training data in bold, and the first document behind each."""
+    for name in reversed([n for n in state.get("order") or [] if n in arts]):
+        p = arts[name][0] / "traced_sample.json"
+        if p.is_file():
+            from olmoflow.trace.tracer import render_markdown
+
+            res = json.loads(p.read_text())
+            return [f"Traced answer ({name}; prompt `{res.get('prompt', '')}`; bold: spans found verbatim in the "
+                    "training data, section \"Traced sample\" below):", "", *render_markdown(res, docs_per_span=1)]
+    return []
+
+
 def report_card(state: dict[str, Any], arts: dict[str, tuple[Path, dict]], workdir: Path) -> list[str]:
     """The ``## Report card`` section's lines (figures saved under ``workdir/report``)."""
     lines = ["## Report card", ""]
@@ -265,6 +279,7 @@ def report_card(state: dict[str, Any], arts: dict[str, tuple[Path, dict]], workd
     notes = _eval_notes(stages, tasks) + _data_notes(arts)
     if notes:
         lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
+    lines += _traced_answer(state, arts)
     if fm:
         lines += ["### Next", "", "```"]
         for what, cmd in next_commands(fm[1], workdir):

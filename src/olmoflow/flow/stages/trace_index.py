@@ -30,6 +30,8 @@ class TraceIndexConfig(StageConfig):
     #: the traced sample: a greedy generation from the ``model`` input for this prompt ("" : none)
     sample_prompt: str = "Question:"
     sample_tokens: int = Field(64, ge=1)
+    #: the prompt is a user message: render it with the chat template and stop at the end of the turn
+    sample_chat: bool = False
     #: trace this text instead of a generation (no model needed)
     sample_text: str | None = None
     min_tokens: int = Field(3, ge=1)
@@ -93,7 +95,7 @@ def run(config: TraceIndexConfig, inputs: dict[str, Path], out_dir: Path, ctx: S
         prompt = config.sample_prompt
         text = generate(str(inputs["model"]), prompt, index.tokenizer_path,
                                  str(inputs["tokenizer"]) if inputs.get("tokenizer") else None,
-                                 max_new_tokens=config.sample_tokens)
+                                 chat=config.sample_chat, max_new_tokens=config.sample_tokens)
     out: dict[str, Any] = {"n_tokens": meta["n_tokens"], "n_docs": meta["n_docs"],
                            "bytes_per_token": meta["bytes_per_token"],
                            "docs_with_curation": meta["n_docs_with_curation"]}
