@@ -50,7 +50,7 @@ def test_claims_hold_or_fail_from_the_measured_numbers(tmp_path):
         {"claim": "dpo beats control", "treatment": {"input": "dpo", "metric": m},
          "control": {"input": "ctrl", "metric": m}, "min_diff": 0.0},
         {"claim": "rl gains 10 points", "treatment": {"input": "rl", "metric": "heldout_acc", "n": 100},
-         "control": {"input": "rl", "metric": "heldout_acc", "at": "first"}, "min_diff": 0.10, "strict": False},
+         "control": {"input": "rl", "metric": "heldout_acc", "at": "first", "n": 100}, "min_diff": 0.10, "strict": False},
         {"claim": "soup no worse than its ingredients", "treatment": {"input": "soup", "metric": "val_loss"},
          "control": [{"input": "a", "metric": "val_loss"}, {"input": "b", "metric": "val_loss"}], "max_diff": 0.0})
     rows = [evaluate_claim(c, inputs, "claims") for c in cfg.claims]
@@ -65,6 +65,8 @@ def test_claims_hold_or_fail_from_the_measured_numbers(tmp_path):
     assert "1 of 3 claims" not in text and "2 of 3 claims reproduced (seed 0)" in text
     assert "| dpo beats control | 0.9 [0.83, 0.94] (n=100, dpo) | 0.92 [" in text and "| -0.02 | diff > 0 | **no** |" in text
     assert "rl (start)" in text and "mean 2.05 of 2.2, 1.9" in text
+    # +12 points on 100 items: the intervals overlap, so a "yes" says it is not a measured difference
+    assert "| diff ≥ 0.1 | **yes** (within the 95% intervals: not a measured difference) |" in text
 
 
 def test_bad_claims_name_what_is_wrong(tmp_path):

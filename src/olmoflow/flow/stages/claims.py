@@ -147,6 +147,20 @@ def _fmt(side: dict[str, Any]) -> str:
     return f"{v:.4g} ({side['input']})"
 
 
+def _overlap(t: dict[str, Any], controls: list[dict[str, Any]]) -> bool:
+    """Whether a treatment's and its single control's accuracy intervals overlap (a "holds" that the item
+    counts cannot tell from noise)."""
+    from olmoflow.flow.card import wilson_interval
+
+    if len(controls) != 1 or not t.get("n") or not controls[0].get("n"):
+        return False
+    c = controls[0]
+    if not (0.0 <= t["value"] <= 1.0 and 0.0 <= c["value"] <= 1.0):
+        return False
+    (tl, th), (cl, ch) = wilson_interval(t["value"], t["n"]), wilson_interval(c["value"], c["n"])
+    return tl <= ch and cl <= th
+
+
 def _section(arts: list[StageArtifact], workdir: Path) -> list[str]:
     lines = []
     for a in arts:
@@ -159,8 +173,10 @@ def _section(arts: list[StageArtifact], workdir: Path) -> list[str]:
             ctrl = ("-" if not r["controls"] else _fmt(r["controls"][0]) if len(r["controls"]) == 1 else
                     f"mean {r['control']:.4g} of " + ", ".join(f"{c['value']:.4g}" for c in r["controls"]))
             diff = "-" if r["diff"] is None else f"{r['diff']:+.3g}"
-            lines.append(f"| {r['claim']} | {_fmt(r['treatment'])} | {ctrl} | {diff} | {r['expected']} | "
-                         f"{'**yes**' if r['holds'] else '**no**'} |")
+            verdict = "**yes**" if r["holds"] else "**no**"
+            if r["holds"] and r["diff"] is not None and _overlap(r["treatment"], r["controls"]):
+                verdict += " (within the 95% intervals: not a measured difference)"
+            lines.append(f"| {r['claim']} | {_fmt(r['treatment'])} | {ctrl} | {diff} | {r['expected']} | {verdict} |")
         notes = [f"- {r['claim']}: {r['note']}" for r in rows if r.get("note")]
         lines += [""] + (notes + [""] if notes else [])
     return lines
