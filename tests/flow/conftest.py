@@ -100,3 +100,15 @@ def cli():
 def sigkill_run():
     """``sigkill_run(flow_path, workdir, glob)``: run a flow and SIGKILL it once ``glob`` exists."""
     return sigkill_run_when
+
+
+@pytest.fixture
+def one_thread(monkeypatch):
+    """One intra-op thread here and in subprocesses, so in-process and CLI runs compare bit for bit."""
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

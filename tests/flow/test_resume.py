@@ -35,18 +35,6 @@ def _pretrain_flow() -> dict:
     }
 
 
-@pytest.fixture
-def one_thread(monkeypatch):
-    """One intra-op thread here and in subprocesses, so in-process and CLI runs compare bit for bit."""
-    import torch
-
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _run_captured(path: Path, workdir: Path, *overrides: str):
     """run_flow in this process; returns (result, what it printed)."""
     buf = io.StringIO()

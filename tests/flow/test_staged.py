@@ -21,12 +21,8 @@ GEOM = {"seq_len": 32, "micro_batch": 2, "global_batch_tokens": 64}
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(n)
 
 
 def staged_flow(**over) -> dict:

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from olmoflow.io import read_jsonl
 from olmoflow.plots import pyplot, save_figure
 
 __all__ = ["final_model", "next_commands", "report_card", "wilson_interval"]
@@ -145,9 +146,7 @@ def _eval_plot(path: Path, stages: list[str], tasks: dict[str, dict]) -> bool:
 
 def _curve(d: Path) -> list[dict[str, Any]]:
     p = d / "metrics.jsonl"
-    if not p.is_file():
-        return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    return [r for r in read_jsonl(p, skip_bad=True) if isinstance(r, dict) and "step" in r] if p.is_file() else []
 
 
 def _ema(ys: list[float], beta: float = 0.9) -> list[float]:

@@ -26,7 +26,7 @@ from olmoflow.flow.registry import STAGES, StageArtifact, load_builtin_stages, l
 from olmoflow.flow.store import is_complete, read_manifest
 from olmoflow.plots import pyplot, save_figure
 
-__all__ = ["NOT_RUN", "flat", "fmt", "load_state", "plot_grid", "plot_series", "write_report"]
+__all__ = ["NOT_RUN", "flat", "fmt", "load_state", "plot_grid", "plot_series", "table_with_figure", "write_report"]
 
 NOT_RUN = "_not run_"
 
@@ -162,6 +162,22 @@ def plot_grid(path: Path, series: dict[str, tuple[list, list]], title: str, max_
     fig.tight_layout()
     save_figure(fig, path)
     return True
+
+
+def table_with_figure(a: StageArtifact, workdir: Path, figure: str, caption: str, heading: str = "") -> list[str]:
+    """A stage's ``table.md`` under ``NAME: heading``, then its ``figure`` copied into ``workdir/report/``
+    (for stages that write their own table and plot); nothing when the table is missing."""
+    import shutil
+
+    if not (a.dir / "table.md").is_file():
+        return []
+    lines = [f"{a.name}:" + (f" {heading}" if heading else ""), "", *(a.dir / "table.md").read_text().splitlines(), ""]
+    if (a.dir / figure).is_file():
+        dest = workdir / "report" / f"{a.manifest.get('type', 'stage')}-{a.name}.png"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(a.dir / figure, dest)
+        lines += [f"![{caption}](report/{dest.name})", ""]
+    return lines
 
 
 def _sample_section(arts: dict[str, tuple[Path, dict]]) -> tuple[list[str], str | None]:

@@ -32,6 +32,7 @@ from pydantic import Field, model_validator
 from olmoflow.config import Config
 from olmoflow.errors import OlmoflowError
 from olmoflow.flow.registry import ReportSection, StageArtifact, StageConfig, StageContext, register_stage
+from olmoflow.io import read_jsonl
 
 
 class Side(Config):
@@ -90,7 +91,7 @@ def _measure(side: Side, inputs: dict[str, Path], stage: str) -> dict[str, Any]:
     records = [manifest.get("metrics") or {}]
     if side.at == "first":
         log = d / "metrics.jsonl"
-        records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+        records = read_jsonl(log, skip_bad=True) if log.is_file() else []
     for rec in records:
         try:
             value = lookup(rec, side.metric)
@@ -109,10 +110,11 @@ def _measure(side: Side, inputs: dict[str, Path], stage: str) -> dict[str, Any]:
         out["n"] = side.n
     res = d / "results.json"
     if res.is_file():
-        for task, t in (json.loads(res.read_text()).get("tasks") or {}).items():
+        results = json.loads(res.read_text())
+        for task, t in (results.get("tasks") or {}).items():
             if side.metric.startswith(task + "."):
                 out["n"] = int(t.get("n_items") or 0)
-                out["model_stage"] = (json.loads(res.read_text()).get("model") or {}).get("stage")
+                out["model_stage"] = (results.get("model") or {}).get("stage")
     return out
 
 

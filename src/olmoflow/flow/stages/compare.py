@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -65,18 +64,10 @@ def _plot(results: dict[str, dict[str, float]], groups: dict[str, list[tuple[int
 
 
 def compare_section(arts: list[StageArtifact], workdir: Path) -> list[str]:
-    lines: list[str] = []
-    for a in arts:
-        if not (a.dir / "table.md").is_file():
-            continue
-        claim = (a.manifest.get("config") or {}).get("claim")
-        lines += [f"{a.name}:" + (f" {claim}" if claim else ""), "", *(a.dir / "table.md").read_text().splitlines(), ""]
-        if (a.dir / "by_length.png").is_file():
-            dest = workdir / "report" / f"compare-{a.name}.png"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(a.dir / "by_length.png", dest)
-            lines += [f"![{a.name}: accuracy vs length](report/{dest.name})", ""]
-    return lines
+    from olmoflow.flow.report import table_with_figure
+
+    return [ln for a in arts for ln in table_with_figure(
+        a, workdir, "by_length.png", f"{a.name}: accuracy vs length", (a.manifest.get("config") or {}).get("claim") or "")]
 
 
 COMPARE = ReportSection("Model comparisons", compare_section, order=35)

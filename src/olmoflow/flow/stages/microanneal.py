@@ -101,19 +101,9 @@ def _plot(results: dict[str, dict[str, float]], candidates: list[str], path: Pat
 
 
 def microanneal_section(arts: list[StageArtifact], workdir: Path) -> list[str]:
-    import shutil
+    from olmoflow.flow.report import table_with_figure
 
-    lines: list[str] = []
-    for a in arts:
-        if not (a.dir / "table.md").is_file():
-            continue
-        lines += [f"{a.name}:", "", *(a.dir / "table.md").read_text().splitlines(), ""]
-        if (a.dir / "deltas.png").is_file():
-            dest = workdir / "report" / f"microanneal-{a.name}.png"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(a.dir / "deltas.png", dest)
-            lines += [f"![{a.name} deltas](report/{dest.name})", ""]
-    return lines
+    return [ln for a in arts for ln in table_with_figure(a, workdir, "deltas.png", f"{a.name} deltas")]
 
 
 MICROANNEAL = ReportSection("Microanneals", microanneal_section, order=21)
