@@ -93,6 +93,27 @@ def test_sampled_requests_batch_size_equivalence_and_logprobs(olmo3_model):
         assert all(math.isclose(x, y, abs_tol=1e-4) for x, y in zip(r.logprobs, ref))
 
 
+def test_top_logprobs_are_the_most_likely_tokens_of_a_full_forward(olmo3_model):
+    """``top_logprobs``: per generated token, the k most likely tokens and their log-probs under the
+    same distribution as ``logprobs`` (log_softmax(logits / T)), most likely first; requests that do
+    not ask get none, whatever shares their batch."""
+    prompt = [5, 6, 7, 8, 9]
+    asked = GenerationRequest(prompt=prompt, max_new_tokens=6, temperature=0.7, seed=3, top_logprobs=4)
+    plain = GenerationRequest(prompt=[20, 21], max_new_tokens=6, temperature=0.0)
+    r, other = Engine(olmo3_model).generate([asked, plain])
+    assert asked.logprobs and other.top_logprobs is None and other.logprobs is None
+    with torch.no_grad():
+        lp = torch.log_softmax(olmo3_model(torch.tensor([prompt + r.token_ids]))[0].float() / 0.7, -1)
+    assert len(r.top_logprobs) == len(r.token_ids) == 6
+    for i, (tok, alts) in enumerate(zip(r.token_ids, r.top_logprobs)):
+        ref = lp[len(prompt) - 1 + i].topk(4)
+        assert [t for t, _ in alts] == ref.indices.tolist()
+        assert all(math.isclose(v, w, abs_tol=1e-4) for (_, v), w in zip(alts, ref.values.tolist()))
+        assert math.isclose(r.logprobs[i], lp[len(prompt) - 1 + i, tok].item(), abs_tol=1e-4)
+    with pytest.raises(Exception, match="top_logprobs"):
+        Engine(olmo3_model).generate([GenerationRequest(prompt=prompt, top_logprobs=21)])
+
+
 @pytest.mark.parametrize("device", ["gpu", "cuda:99"])
 def test_cli_bad_device_is_one_line_error(device, tiny_tok_dir, model_maker, tmp_path, capsys):
     from olmoflow.cli import main

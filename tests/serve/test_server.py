@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 
 import pytest
@@ -111,6 +112,29 @@ def test_logprobs_one_per_generated_token(client):
     assert "".join(x.token for x in lps) == r.choices[0].message.content
     c = client.completions.create(model="tiny", prompt="Hello", temperature=0, max_tokens=5, logprobs=1)
     assert len(c.choices[0].logprobs.token_logprobs) == 5
+
+
+def test_top_logprobs_chat_and_completions(client):
+    """OpenAI's top_logprobs: k alternatives per token, most likely first; under greedy decoding the
+    chosen token is the first alternative; the legacy completions form maps token text to log-prob."""
+    r = client.chat.completions.create(model="tiny", messages=MESSAGES, temperature=0, max_tokens=6, logprobs=True,
+                                       top_logprobs=3)
+    for entry in r.choices[0].logprobs.content:
+        alts = entry.top_logprobs
+        assert len(alts) == 3 and [a.logprob for a in alts] == sorted((a.logprob for a in alts), reverse=True)
+        assert alts[0].token == entry.token and abs(alts[0].logprob - entry.logprob) < 1e-6
+        assert sum(math.exp(a.logprob) for a in alts) <= 1 + 1e-6
+    streamed = client.chat.completions.create(model="tiny", messages=MESSAGES, temperature=0, max_tokens=6,
+                                              logprobs=True, top_logprobs=3, stream=True)
+    entries = [e for ch in streamed if ch.choices and ch.choices[0].logprobs for e in ch.choices[0].logprobs.content]
+    assert [(e.token, [a.token for a in e.top_logprobs]) for e in entries] == \
+        [(e.token, [a.token for a in e.top_logprobs]) for e in r.choices[0].logprobs.content]
+    c = client.completions.create(model="tiny", prompt="Hello", temperature=0, max_tokens=4, logprobs=2)
+    lp = c.choices[0].logprobs
+    assert len(lp.top_logprobs) == 4 and all(1 <= len(m) <= 2 for m in lp.top_logprobs)
+    assert all(max(m.values()) >= v - 1e-6 for m, v in zip(lp.top_logprobs, lp.token_logprobs))
+    with pytest.raises(openai.BadRequestError, match="top_logprobs"):
+        client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=2, top_logprobs=2)
 
 
 def test_tokenize_detokenize(server, tok):

@@ -37,6 +37,10 @@ StreamCallback = Callable[[int, int, str], None]
 FinishReason = Literal["stop", "length"]
 
 
+#: most alternatives per position a request can ask for (OpenAI's limit)
+MAX_TOP_LOGPROBS = 20
+
+
 class QueueFullError(OlmoflowError):
     """The engine's waiting queue is at its bound (``max_waiting``): try again later."""
 
@@ -47,7 +51,9 @@ class GenerationRequest:
 
     temperature 0 means greedy; top_k 0 and top_p 1.0 disable those filters. ``seed`` seeds this
     request's own random stream (None: drawn from torch's global RNG). ``stop_strings`` need the
-    engine to have a tokenizer. ``logprobs`` asks for the log-probability of every generated token.
+    engine to have a tokenizer. ``logprobs`` asks for the log-probability of every generated token;
+    ``top_logprobs`` > 0 also for that many most likely alternatives at each position (and implies
+    ``logprobs``).
     """
 
     prompt: Sequence[int]
@@ -59,12 +65,15 @@ class GenerationRequest:
     stop_strings: Sequence[str] = ()
     seed: int | None = None
     logprobs: bool = False
+    top_logprobs: int = 0
 
     def __post_init__(self) -> None:
         # accept tensors / numpy arrays / tuples; keep plain Python ints inside
         self.prompt = self.prompt.tolist() if hasattr(self.prompt, "tolist") else [int(t) for t in self.prompt]
         if isinstance(self.stop_strings, str):
             self.stop_strings = [self.stop_strings]
+        if self.top_logprobs > 0:
+            self.logprobs = True
 
     def validate(self, vocab_size: int) -> None:
         if len(self.prompt) == 0:
@@ -77,6 +86,8 @@ class GenerationRequest:
             raise OlmoflowError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0:
             raise OlmoflowError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS:
+            raise OlmoflowError(f"top_logprobs must be in [0, {MAX_TOP_LOGPROBS}], got {self.top_logprobs}")
         bad = [t for t in self.prompt if not 0 <= t < vocab_size]
         if bad:
             raise OlmoflowError(f"prompt token id {bad[0]} is outside the model vocabulary (0..{vocab_size - 1})")
@@ -88,7 +99,8 @@ class GenerationResult:
 
     ``token_ids`` are the generated tokens, including the stop token that ended generation (when
     one did); ``text`` (with a tokenizer) excludes stop tokens and is cut before a stop string.
-    ``stop`` names what stopped it: the stop token id or the stop string.
+    ``stop`` names what stopped it: the stop token id or the stop string. ``top_logprobs``: per
+    generated token, its (token id, log-prob) alternatives, most likely first (when asked).
     """
 
     token_ids: list[int]
@@ -97,6 +109,7 @@ class GenerationResult:
     text: str | None = None
     logprobs: list[float] | None = None
     stop: int | str | None = None
+    top_logprobs: list[list[tuple[int, float]]] | None = None
 
 
 @dataclass
@@ -108,6 +121,7 @@ class StepOutput:
     delta: str
     logprob: float | None = None
     result: GenerationResult | None = None
+    top_logprobs: list[tuple[int, float]] | None = None
 
 
 @dataclass(eq=False)
@@ -123,6 +137,7 @@ class _Seq:
     prefilled: int = 0  # prompt tokens already in the KV slot
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    top: list[list[tuple[int, float]]] = field(default_factory=list)
     result: GenerationResult | None = None
 
     @property
@@ -373,7 +388,7 @@ class Engine:
 
     def _sample(self, seqs: list[_Seq], logits: torch.Tensor) -> list[StepOutput]:
         """Each sequence's next token from its own logits row, settings and uniform stream."""
-        want_lp = any(s.req.logprobs for s in seqs)
+        want_lp = any(s.req.logprobs for s in seqs)  # (top_logprobs > 0 implies logprobs)
         if not want_lp and all(s.uniforms is None for s in seqs):  # all greedy: skip the sampler's setup
             return [self._advance(s, t, None) for s, t in zip(seqs, logits.argmax(-1).tolist())]
         uniforms = torch.zeros(len(seqs), 1)
@@ -382,17 +397,25 @@ class Engine:
                 uniforms[j, 0] = s.uniforms[len(s.tokens)]
         sampler = BatchSampler([s.req.temperature for s in seqs], [s.req.top_k for s in seqs],
                                [s.req.top_p for s in seqs], uniforms, self.device)
-        tokens, lps = sampler.sample(logits.float(), 0, want_lp)
+        n_top = max(s.req.top_logprobs for s in seqs)
+        tokens, lps, alternatives = sampler.sample(logits.float(), 0, want_lp, top=n_top)
         tok_list = tokens.tolist()
         lp_list = lps.tolist() if lps is not None else [None] * len(seqs)
-        return [self._advance(s, t, lp) for s, t, lp in zip(seqs, tok_list, lp_list)]
+        tops: list[list[tuple[int, float]] | None] = [None] * len(seqs)
+        if alternatives is not None:
+            values, ids = alternatives[0].tolist(), alternatives[1].tolist()
+            tops = [list(zip(ids[j], values[j]))[: s.req.top_logprobs] or None for j, s in enumerate(seqs)]
+        return [self._advance(s, t, lp, top) for s, t, lp, top in zip(seqs, tok_list, lp_list, tops)]
 
-    def _advance(self, seq: _Seq, token: int, logprob: float | None) -> StepOutput:
+    def _advance(self, seq: _Seq, token: int, logprob: float | None,
+                 top: list[tuple[int, float]] | None = None) -> StepOutput:
         """Record one generated token; finish the sequence on a stop or at its length limit."""
         req = seq.req
         seq.tokens.append(token)
         if req.logprobs:
             seq.logprobs.append(logprob)
+        if req.top_logprobs:
+            seq.top.append(top)
         finish: FinishReason | None = None
         stop: int | str | None = None
         delta = ""
@@ -408,7 +431,7 @@ class Engine:
             if seq.stream is not None:
                 delta += seq.stream.finish()
             seq.result = self._result(seq, finish, stop)
-        return StepOutput(seq.id, token, delta, logprob, seq.result)
+        return StepOutput(seq.id, token, delta, logprob, seq.result, top)
 
     def _result(self, seq: _Seq, finish: FinishReason, stop: int | str | None) -> GenerationResult:
         text = None
@@ -423,6 +446,7 @@ class Engine:
             text=text,
             logprobs=list(seq.logprobs) if seq.req.logprobs else None,
             stop=stop,
+            top_logprobs=list(seq.top) if seq.req.top_logprobs else None,
         )
 
 

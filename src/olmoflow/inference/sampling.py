@@ -48,9 +48,11 @@ class BatchSampler:
         self._refresh()
 
     def sample(
-        self, logits: torch.Tensor, step: int, want_logprobs: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Tokens [B] for next-token ``logits`` [B, V]; plus their log-probs when asked.
+        self, logits: torch.Tensor, step: int, want_logprobs: bool = False, top: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Tokens [B] for next-token ``logits`` [B, V]; their log-probs when asked; and, when
+        ``top`` > 0, the ``top`` most likely tokens of each row as (log-probs [B, top], ids [B, top]),
+        most likely first.
 
         Log-probs are ``log_softmax(logits / temperature)`` (plain ``log_softmax`` for greedy
         rows), before top-k/top-p truncation: the distribution a policy-gradient learner computes.
@@ -69,11 +71,14 @@ class BatchSampler:
             if self.any_filtered:
                 filt = _sample_filtered(scaled, u, self.top_k, self.top_p)
                 tokens = torch.where(~self.greedy & self.filtered, filt, tokens)
-        logprobs = None
-        if want_logprobs:
+        logprobs = alternatives = None
+        if want_logprobs or top > 0:
             lp = torch.log_softmax(logits / self.safe_temp, dim=-1)
             logprobs = lp.gather(1, tokens[:, None])[:, 0]
-        return tokens, logprobs
+            if top > 0:
+                alternatives = lp.topk(min(top, lp.shape[-1]), dim=-1, sorted=True)
+                alternatives = (alternatives.values, alternatives.indices)
+        return tokens, logprobs, alternatives
 
 
 def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:

@@ -212,7 +212,7 @@ def create_app(model, tok, model_name: str = "olmo", api_key: str | None = None,
             raise APIError(400, f"{field}: token id {bad[0]} is outside the vocabulary", field)
 
     def requests_for(prompt: list[int], body, max_tokens: int | None, field: str, stop_ids: list[int],
-                     logprobs: bool) -> list[GenerationRequest]:
+                     logprobs: bool, top: int = 0) -> list[GenerationRequest]:
         if not prompt:
             raise APIError(400, f"{field}: the prompt is empty", field)
         if len(prompt) >= state.context:
@@ -228,7 +228,7 @@ def create_app(model, tok, model_name: str = "olmo", api_key: str | None = None,
         return [GenerationRequest(prompt=prompt, max_new_tokens=max_tokens, temperature=body.temperature,
                                   top_p=body.top_p, top_k=body.top_k, stop_token_ids=stop_ids, stop_strings=stops,
                                   seed=derive_seed(body.seed, k) if body.seed is not None else None,
-                                  logprobs=logprobs)
+                                  logprobs=logprobs, top_logprobs=top)
                 for k in range(body.n)]
 
     def submit(reqs: list[GenerationRequest]) -> tuple[list[Handle], asyncio.Queue]:
@@ -315,13 +315,18 @@ def create_app(model, tok, model_name: str = "olmo", api_key: str | None = None,
         messages = [m.model_dump(exclude_none=True) for m in body.messages]
         prompt = state.tok.encode(render_chat(messages, tools))
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-        reqs = requests_for(prompt, body, max_tokens, "messages", state.tok.stop_ids, body.logprobs)
+        if body.top_logprobs and not body.logprobs:
+            raise APIError(400, "top_logprobs: needs logprobs set to true", "top_logprobs")
+        reqs = requests_for(prompt, body, max_tokens, "messages", state.tok.stop_ids, body.logprobs,
+                            body.top_logprobs or 0)
         handles, queue = submit(reqs)
         rid, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
 
-        def lp_entry(t: int, lp: float) -> dict[str, Any]:
+        def lp_entry(t: int, lp: float, top: list[tuple[int, float]] | None = None) -> dict[str, Any]:
             text = token_text(t)
-            return {"token": text, "logprob": lp, "bytes": list(text.encode()), "top_logprobs": []}
+            alternatives = [{"token": (a := token_text(i)), "logprob": v, "bytes": list(a.encode())}
+                            for i, v in top or []]
+            return {"token": text, "logprob": lp, "bytes": list(text.encode()), "top_logprobs": alternatives}
 
         def message_of(out: StepOutput) -> tuple[dict[str, Any], str]:
             res = out.result
@@ -338,7 +343,8 @@ def create_app(model, tok, model_name: str = "olmo", api_key: str | None = None,
             if not body.logprobs:
                 return None
             ids = res.token_ids[:-1] if isinstance(res.stop, int) else res.token_ids
-            return {"content": [lp_entry(t, lp) for t, lp in zip(ids, res.logprobs)]}
+            tops = res.top_logprobs or [None] * len(ids)
+            return {"content": [lp_entry(t, lp, top) for t, lp, top in zip(ids, res.logprobs, tops)]}
 
         if not body.stream:
             finals = await collect(handles, queue, request)
@@ -365,7 +371,7 @@ def create_app(model, tok, model_name: str = "olmo", api_key: str | None = None,
                     delta = "".join(o.delta for o in outs)
                     if use_tools:
                         delta, held[i] = _hold_calls(held[i] + delta)
-                    lps = [lp_entry(o.token, o.logprob) for o in outs if body.logprobs and o.logprob is not None
+                    lps = [lp_entry(o.token, o.logprob, o.top_logprobs) for o in outs if body.logprobs and o.logprob is not None
                            and not (o.result is not None and isinstance(o.result.stop, int))]
                     if delta or lps:
                         yield chunk([{"index": i, "delta": {"content": delta},
@@ -403,7 +409,7 @@ def create_app(model, tok, model_name: str = "olmo", api_key: str | None = None,
             prompts = [state.tok.encode(body.prompt)]
         want_lp = body.logprobs is not None
         reqs = [r for p in prompts for r in requests_for(p, body, body.max_tokens, "prompt", [state.tok.eos_id],
-                                                         want_lp)]
+                                                         want_lp, body.logprobs or 0)]
         if body.stream and len(prompts) > 1:
             raise APIError(400, "stream: streaming takes a single prompt", "stream")
         handles, queue = submit(reqs)
@@ -419,7 +425,10 @@ def create_app(model, tok, model_name: str = "olmo", api_key: str | None = None,
             for t in toks:
                 offsets.append(pos)
                 pos += len(t)
-            return {"tokens": toks, "token_logprobs": list(res.logprobs[: len(ids)]), "top_logprobs": None,
+            # OpenAI's legacy form: per position a {token text: log-prob} map of the alternatives
+            top = [{token_text(i): v for i, v in alts} for alts in res.top_logprobs[: len(ids)]] \
+                if res.top_logprobs else None
+            return {"tokens": toks, "token_logprobs": list(res.logprobs[: len(ids)]), "top_logprobs": top,
                     "text_offset": offsets}
 
         n_prompt = sum(len(p) for p in prompts)
