@@ -61,3 +61,26 @@ def test_choice_forms_hold_the_answer_among_distractors():
     assert {d["gold"] for d in get_task("passkey_choice:300").load()[0]} == {0, 1, 2, 3}
     with pytest.raises(OlmoflowError, match="unknown task .common_words_choice:300."):
         get_task("common_words_choice:300")
+
+
+def test_every_needle_is_placed_even_without_room_for_filler():
+    # 4 needles + the question are longer than 40 words: no filler, but no needle may be lost
+    for it in make_items("niah_multikey", 40, 20, seed=0):
+        assert it["prompt"].count("One of the special magic numbers for") == 4
+        assert it["answer"] in it["prompt"]
+
+
+def test_prompts_come_within_a_filler_sentence_of_the_length():
+    for length in (128, 256, 512):
+        for name in ("passkey", "niah_multikey", "variable_tracking"):
+            n = [len(it["prompt"].split()) for it in make_items(name, length, 10, seed=0)]
+            assert all(length - 8 <= x <= length for x in n), (name, length, n)
+
+
+def test_training_documents_never_hold_an_eval_item():
+    from olmoflow.data.long_context import synthetic_documents
+
+    for length in (64, 128, 512):
+        evals = {it["prompt"] for it in make_items("passkey", length, 200, seed=0)}
+        train = synthetic_documents(300, [length], seed=0, tasks=["passkey"])
+        assert not any(d["text"].rsplit(" ", 1)[0] in evals for d in train)

@@ -35,6 +35,7 @@ from olmoflow.errors import OlmoflowError
 __all__ = ["RULER_TASKS", "TASK_NAMES", "make_items", "ruler_task", "training_document"]
 
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+_SENTENCES = [f"{s.strip()}." for s in FILLER.split(".") if s.strip()]
 _WORDS = ("apple river stone cloud garden window silver forest candle market bridge winter paper "
           "mountain button letter orange planet rabbit ladder pocket shadow thunder violin whistle "
           "anchor basket castle desert engine feather harbor island jacket kettle lemon mirror "
@@ -51,19 +52,38 @@ def _words(text: str) -> int:
 
 def _haystack(parts: list[str], length: int, count: Counter, rng: random.Random, tail: str) -> str:
     """``parts`` (needles) placed at random depths in filler so that the whole prompt (with
-    ``tail``, the question) is about ``length`` units long; needles keep their order."""
-    base = count(" ".join(parts + [tail]))
-    per = max(1, count(FILLER + " "))
-    n_fill = max(0, (length - base) // per)
-    slots = sorted(rng.sample(range(n_fill + 1), len(parts))) if n_fill + 1 >= len(parts) else list(range(len(parts)))
-    out, k = [], 0
-    for i in range(n_fill + 1):
-        while k < len(parts) and slots[k] == i:
-            out.append(parts[k])
-            k += 1
-        if i < n_fill:
-            out.append(FILLER)
-    return " ".join(out + [tail])
+    ``tail``, the question) is about ``length`` units long; needles keep their order and all of
+    them are placed, however short the filler.
+
+    The filler is added a sentence at a time (the sentences of :data:`FILLER`, cycling), so the
+    prompt comes within one sentence of ``length`` rather than within a whole filler paragraph."""
+    budget = length - count(" ".join(parts + [tail]))
+    costs = [max(1, count(" " + s)) for s in _SENTENCES]
+    fill: list[str] = []
+    while budget >= costs[len(fill) % len(_SENTENCES)]:
+        budget -= costs[len(fill) % len(_SENTENCES)]
+        fill.append(_SENTENCES[len(fill) % len(_SENTENCES)])
+    n_fill = len(fill)
+    if n_fill + 1 >= len(parts):
+        slots = sorted(rng.sample(range(n_fill + 1), len(parts)))
+    else:  # more needles than gaps: some share a gap
+        slots = sorted(rng.randrange(n_fill + 1) for _ in parts)
+
+    def build(n: int) -> str:
+        out, k = [], 0
+        for i in range(n + 1):
+            while k < len(parts) and min(slots[k], n) == i:
+                out.append(parts[k])
+                k += 1
+            if i < n:
+                out.append(fill[i])
+        return " ".join(out + [tail])
+
+    text = build(n_fill)
+    while n_fill and count(text) > length:  # joining can merge or split a token at a seam
+        n_fill -= 1
+        text = build(n_fill)
+    return text
 
 
 def _number(rng: random.Random, digits: int = 5) -> str:
