@@ -76,7 +76,7 @@ def test_sampler_frequencies_follow_filtered_distribution():
         keep &= before < p
         expected = probs * keep / (probs * keep).sum()
         s = BatchSampler([temp] * n, [k] * n, [p] * n, u.T.contiguous(), torch.device("cpu"))
-        toks, lps = s.sample(logits.expand(n, 6), 0, want_logprobs=True)
+        toks, lps, _ = s.sample(logits.expand(n, 6), 0, want_logprobs=True)
         freq = torch.bincount(toks, minlength=6).float() / n
         assert (freq - expected).abs().max() < 0.015, (temp, k, p, freq, expected)
         assert not (freq[~keep] > 0).any()
