@@ -14,6 +14,7 @@ this process with the same thread count as the server.
 
     python benchmarks/serve_throughput.py                  # tiny-5m, prompts of 32, 64 new tokens
     python benchmarks/serve_throughput.py --preset tiny-20m --threads 2 --requests-per-stream 4
+    python benchmarks/serve_throughput.py --dtype bfloat16   # bf16 weights on server and peer
 
 Ends with ``RESULT ...`` (ratio_8_over_1: target >= 4).
 """
@@ -59,14 +60,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model_dir: Path, threads: int, max_batch: int) -> tuple[subprocess.Popen, str]:
+def start_server(model_dir: Path, threads: int, max_batch: int, dtype: str) -> tuple[subprocess.Popen, str]:
     import httpx
 
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.Popen([sys.executable, "-c", "import sys; from olmoflow.cli import main; sys.exit(main())",
                              "serve", "--model", str(model_dir), "--port", str(port), "--served-model-name", "m",
-                             "--max-batch-size", str(max_batch), "--max-waiting", "256", "--log-level", "warning"],
+                             "--max-batch-size", str(max_batch), "--max-waiting", "256", "--log-level", "warning",
+                             "--dtype", dtype],
                             env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -159,7 +161,7 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-def peer_one_at_a_time(model, prompts: list[list[int]], max_tokens: int) -> float:
+def peer_one_at_a_time(model, prompts: list[list[int]], max_tokens: int, dtype: str) -> float:
     """transformers generate, greedy, one request after the other: generated tokens/s."""
     import transformers
 
@@ -168,6 +170,7 @@ def peer_one_at_a_time(model, prompts: list[list[int]], max_tokens: int) -> floa
     hf_cfg = transformers.AutoConfig.for_model(**config_to_hf(model.cfg))
     hf = transformers.AutoModelForCausalLM.from_config(hf_cfg, attn_implementation="sdpa").eval()
     hf.load_state_dict(to_hf_state(model.state_dict(), model.cfg), strict=True)
+    hf = hf.to(getattr(torch, dtype))
     tokens, t0 = 0, time.perf_counter()
     with torch.inference_mode():
         for p in prompts:
@@ -187,6 +190,8 @@ def main() -> None:
     p.add_argument("--requests-per-stream", type=int, default=4,
                    help="requests per concurrent stream (1 stream runs 16 requests at least)")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the server and of the peer")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="weights of the server and of the peer (bfloat16 uses AMX/AVX512-BF16 where the CPU has it)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     levels = [int(s) for s in args.streams.split(",") if s]
@@ -195,7 +200,7 @@ def main() -> None:
         g = torch.Generator().manual_seed(1)
         n_max = max(levels) * args.requests_per_stream
         pool = [torch.randint(13, tok.vocab_size, (args.prompt_len,), generator=g).tolist() for _ in range(n_max)]
-        proc, url = start_server(Path(d) / "model", args.threads, max(levels))
+        proc, url = start_server(Path(d) / "model", args.threads, max(levels), args.dtype)
         result: dict[str, float] = {}
         try:
             asyncio.run(run_load(url, pool[:2], 2, 8))  # warm-up
@@ -223,7 +228,7 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait()
-        peer = peer_one_at_a_time(model, pool[:8], args.max_tokens)
+        peer = peer_one_at_a_time(model, pool[:8], args.max_tokens, args.dtype)
         print(f"[peer] transformers generate, one request at a time: {peer:.0f} tok/s", flush=True)
         result["peer_tok_s"] = round(peer)
         if "tok_s_1" in result:
