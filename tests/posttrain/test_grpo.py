@@ -28,7 +28,15 @@ from olmoflow.config import validate  # noqa: E402
 from olmoflow.errors import OlmoflowError  # noqa: E402
 from olmoflow.model import load  # noqa: E402
 from olmoflow.model.io import read_config  # noqa: E402
-from olmoflow.posttrain.grpo import GRPOConfig, GRPOObjective, group_advantages, grpo_token_loss, rl  # noqa: E402
+from olmoflow.posttrain.grpo import (  # noqa: E402
+    PLAIN_STOP,
+    GRPOConfig,
+    GRPOObjective,
+    group_advantages,
+    grpo_token_loss,
+    rl,
+)
+from olmoflow.posttrain.rollout import EngineBackend  # noqa: E402
 from olmoflow.posttrain.verifiers import register  # noqa: E402
 from olmoflow.train.metrics import read_metrics  # noqa: E402
 from olmoflow.train.objective import RunContext  # noqa: E402
@@ -231,6 +239,27 @@ def test_rl_zero_plain_format_and_random_reward_run(root):
     assert all(0.0 < r["reward_mean"] < 1.0 and r["grad_norm"] > 0 for r in recs)
     assert load(root / "random" / "final").state_dict()["lm_head.weight"].ne(
         load(ran.init_from).state_dict()["lm_head.weight"]).any()
+
+
+def test_plain_format_reads_questions_and_stops_at_the_end_of_the_answer(root):
+    """RL-Zero: GSM8K-style ``question`` records are prompts; a plain-format response ends at the
+    answer's paragraph (a base model would otherwise go on to its next made-up question, whose numbers
+    the math verifier would read as the answer); the chat format has no stop strings by default."""
+    recs = [{"id": f"q{i}", "question": f"what is {i} plus 1", "answer": str(i + 1)} for i in range(4)]
+    cfg = _config(root, "plain_stop", recs, prompt_format="plain", active_sampling=False)
+    obj = _objective(cfg)
+    assert obj.tok.decode(obj.prompt_ids[0]).startswith("Question: what is 0 plus 1")
+    assert obj.backend.stop_strings == PLAIN_STOP
+    assert _objective(_config(root, "chat_stop", _records(4))).backend.stop_strings == []
+    custom = _config(root, "custom_stop", recs, prompt_format="plain", rollout={"group_size": G, "max_new_tokens": 6, "stop_strings": ["."]})
+    assert _objective(custom).backend.stop_strings == ["."]
+    # the engine backend cuts each sample where a stop string appears (a letter the random model often emits)
+    backend = EngineBackend(obj.tok, obj.tok.stop_ids, stop_strings=["e"])
+    backend.sync(load(cfg.init_from))
+    groups = backend.generate(obj.prompt_ids[:2], 4, 24, 1.0, 1.0, [[1, 2, 3, 4], [5, 6, 7, 8]])
+    samples = [s for g in groups for s in g]
+    assert all("e" not in s.text for s in samples)
+    assert any(s.finish_reason == "stop" and s.tokens for s in samples)
 
 
 def test_resume_after_sigkill_repeats_rollouts_and_losses(root, tmp_path):

@@ -52,6 +52,11 @@ class PromptDataConfig(Config):
     heldout_limit: int | None = Field(100, ge=1)
 
 
+#: where a plain-format (RL-Zero) response ends unless ``rollout.stop_strings`` says otherwise, as lm-eval
+#: stops its generative tasks ("until")
+PLAIN_STOP = ["\n\n", "\nQuestion:"]
+
+
 class RolloutConfig(Config):
     backend: Literal["engine", "vllm"] = "engine"
     group_size: int = Field(8, ge=2)
@@ -59,6 +64,11 @@ class RolloutConfig(Config):
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(64, ge=1)
     max_batch_size: int = Field(64, ge=1)
+    #: a response also ends where one of these strings appears (the text before it is scored); None: none
+    #: for the chat format, and for the plain RL-Zero format the end of the answer's paragraph
+    #: (``PLAIN_STOP``: a base model otherwise runs on into its next made-up question and answer, whose
+    #: numbers the math verifier would read as the final answer)
+    stop_strings: list[str] | None = None
     #: an HF export of the starting model (the vllm backend loads it)
     model_dir: str | None = None
 
@@ -191,9 +201,11 @@ def _read_prompts(paths: list[str]) -> list[dict[str, Any]]:
 
 
 def _prompt_text(rec: dict[str, Any]) -> str:
-    """The user's question of a record (for the plain RL-Zero format)."""
-    if isinstance(rec.get("prompt"), str):
-        return rec["prompt"]
+    """The user's question of a record (for the plain RL-Zero format): ``prompt``, a GSM8K-style
+    ``question``, or the last user message."""
+    for key in ("prompt", "question"):
+        if isinstance(rec.get(key), str):
+            return rec[key]
     from olmoflow.posttrain.pairs import prompt_messages
 
     users = [m.get("content", "") for m in prompt_messages(rec, rec["_where"]) if m.get("role") == "user"]
@@ -268,8 +280,11 @@ class GRPOObjective(Objective):
                                 f"rollout.max_new_tokens ({cfg.rollout.max_new_tokens})")
         if cfg.seq_len > run.model_cfg.max_seq_len:
             raise OlmoflowError(f"key 'seq_len': {cfg.seq_len} exceeds the model's max_seq_len {run.model_cfg.max_seq_len}")
+        stops = cfg.rollout.stop_strings
+        if stops is None:
+            stops = PLAIN_STOP if cfg.prompt_format == "plain" else []
         self.backend = make_backend(cfg.rollout.backend, self.tok, self.tok.stop_ids, cfg.rollout.model_dir,
-                                    cfg.rollout.max_batch_size)
+                                    cfg.rollout.max_batch_size, stop_strings=stops)
         self.reference = None
         if cfg.kl_coef > 0 or cfg.measure_kl:  # the initial policy, frozen
             self.reference = load(cfg.init_from, device=run.device).eval()

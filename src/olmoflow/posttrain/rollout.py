@@ -57,8 +57,10 @@ class EngineBackend:
     """Rollouts from the one generation engine on a private copy of the learner's weights (so
     sampling never changes the learner's mode, layout or autograd state)."""
 
-    def __init__(self, tokenizer, stop_ids: list[int], max_batch_size: int = 64, device=None):
+    def __init__(self, tokenizer, stop_ids: list[int], max_batch_size: int = 64, device=None,
+                 stop_strings: list[str] | None = None):
         self.tok, self.stop_ids, self.max_batch_size, self.device = tokenizer, stop_ids, max_batch_size, device
+        self.stop_strings = list(stop_strings or ())
         self.model: torch.nn.Module | None = None
 
     def sync(self, model: torch.nn.Module) -> None:
@@ -78,7 +80,8 @@ class EngineBackend:
         if self.model is None:
             raise OlmoflowError("rollout backend: sync(model) before generate()")
         reqs = [GenerationRequest(prompt=p, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                  stop_token_ids=self.stop_ids, seed=seeds[i][k], logprobs=True)
+                                  stop_token_ids=self.stop_ids, stop_strings=self.stop_strings, seed=seeds[i][k],
+                                  logprobs=True)
                 for i, p in enumerate(prompts) for k in range(n)]
         res = Engine(self.model, tokenizer=self.tok, max_batch_size=self.max_batch_size).generate(reqs)
         samples = [Sample(r.token_ids, list(r.logprobs or []), r.text or "", r.finish_reason) for r in res]
@@ -89,7 +92,8 @@ class VLLMBackend:
     """vLLM sampler (GPU): the learner's weights are pushed into the engine after each update and
     vLLM returns per-token log-probs of what it sampled. Needs CUDA and the ``vllm`` package."""
 
-    def __init__(self, model_dir: str, tokenizer, stop_ids: list[int], gpu_memory_utilization: float = 0.3):
+    def __init__(self, model_dir: str, tokenizer, stop_ids: list[int], gpu_memory_utilization: float = 0.3,
+                 stop_strings: list[str] | None = None):
         try:
             import vllm  # noqa: F401
         except ImportError:
@@ -98,7 +102,7 @@ class VLLMBackend:
             raise OlmoflowError("rollout backend 'vllm' needs a CUDA device; use backend 'engine' on CPU")
         from vllm import LLM
 
-        self.tok, self.stop_ids = tokenizer, stop_ids
+        self.tok, self.stop_ids, self.stop_strings = tokenizer, stop_ids, list(stop_strings or ())
         # an olmoflow HF export (model_type olmo2/olmo3) loads in vLLM as is
         self.llm = LLM(model=model_dir, gpu_memory_utilization=gpu_memory_utilization, enforce_eager=True)
 
@@ -116,7 +120,8 @@ class VLLMBackend:
         out = []
         for i, p in enumerate(prompts):
             params = [SamplingParams(n=1, max_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                     stop_token_ids=self.stop_ids, seed=seeds[i][k], logprobs=0) for k in range(n)]
+                                     stop_token_ids=self.stop_ids, stop=self.stop_strings or None, seed=seeds[i][k],
+                                     logprobs=0) for k in range(n)]
             res = self.llm.generate([TokensPrompt(prompt_token_ids=p)] * n, params, use_tqdm=False)
             group = []
             for r in res:
@@ -128,11 +133,12 @@ class VLLMBackend:
 
 
 def make_backend(name: str, tokenizer, stop_ids: list[int], model_dir: str | None = None,
-                 max_batch_size: int = 64) -> RolloutBackend:
+                 max_batch_size: int = 64, stop_strings: list[str] | None = None) -> RolloutBackend:
+    """The rollout backend called ``name``; responses end at a stop token or a stop string."""
     if name == "engine":
-        return EngineBackend(tokenizer, stop_ids, max_batch_size=max_batch_size)
+        return EngineBackend(tokenizer, stop_ids, max_batch_size=max_batch_size, stop_strings=stop_strings)
     if name == "vllm":
         if not model_dir:
             raise OlmoflowError("rollout backend 'vllm' needs an HF export of the starting model (rollout.model_dir)")
-        return VLLMBackend(model_dir, tokenizer, stop_ids)
+        return VLLMBackend(model_dir, tokenizer, stop_ids, stop_strings=stop_strings)
     raise OlmoflowError(f"key 'rollout.backend': unknown backend {name!r} (engine, vllm)")
