@@ -318,3 +318,23 @@ def test_without_the_serve_extra_the_command_says_what_to_install(model_dir):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
     assert "pip install 'olmoflow[serve]'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_serves_bf16_weights_like_the_bf16_engine(helpers, model_dir, tok, tmp_path):
+    """``--dtype bfloat16`` (the fast setting for many streams on AMX CPUs): the server answers what the
+    engine gives on the same weights cast to bf16, through the openai client."""
+    import torch
+
+    from olmoflow.inference.engine import Engine, GenerationRequest
+    from olmoflow.model import load
+
+    s = helpers.Server(model_dir, "--dtype", "bfloat16", log=tmp_path / "bf16_server.log")
+    try:
+        c = openai.OpenAI(base_url=s.url + "/v1", api_key="unused", max_retries=0)
+        r = c.completions.create(model="tiny", prompt="Open language models", temperature=0, max_tokens=10)
+    finally:
+        s.close()
+    model = load(model_dir).to(torch.bfloat16).eval()
+    ref = Engine(model, tokenizer=tok).generate([GenerationRequest(prompt=tok.encode("Open language models"),
+                                                                   max_new_tokens=10, stop_token_ids=tok.stop_ids)])[0]
+    assert r.choices[0].text == ref.text and r.usage.completion_tokens == len(ref.token_ids)
