@@ -251,15 +251,21 @@ def test_plain_format_reads_questions_and_stops_at_the_end_of_the_answer(root):
     assert obj.tok.decode(obj.prompt_ids[0]).startswith("Question: what is 0 plus 1")
     assert obj.backend.stop_strings == PLAIN_STOP
     assert _objective(_config(root, "chat_stop", _records(4))).backend.stop_strings == []
-    custom = _config(root, "custom_stop", recs, prompt_format="plain", rollout={"group_size": G, "max_new_tokens": 6, "stop_strings": ["."]})
+    custom = _config(root, "custom_stop", recs, prompt_format="plain",
+                     rollout={"group_size": G, "max_new_tokens": 6, "stop_strings": ["."]})
     assert _objective(custom).backend.stop_strings == ["."]
-    # the engine backend cuts each sample where a stop string appears (a letter the random model often emits)
-    backend = EngineBackend(obj.tok, obj.tok.stop_ids, stop_strings=["e"])
-    backend.sync(load(cfg.init_from))
-    groups = backend.generate(obj.prompt_ids[:2], 4, 24, 1.0, 1.0, [[1, 2, 3, 4], [5, 6, 7, 8]])
-    samples = [s for g in groups for s in g]
-    assert all("e" not in s.text for s in samples)
-    assert any(s.finish_reason == "stop" and s.tokens for s in samples)
+    # the engine backend cuts each sample where a stop string appears (a letter the random model often
+    # emits: without the stop string, some of the same samples contain it)
+    def samples(stop_strings):
+        backend = EngineBackend(obj.tok, obj.tok.stop_ids, stop_strings=stop_strings)
+        backend.sync(load(cfg.init_from))
+        groups = backend.generate(obj.prompt_ids[:2], 4, 24, 1.0, 1.0, [[1, 2, 3, 4], [5, 6, 7, 8]])
+        return [s for g in groups for s in g]
+
+    assert any("e" in s.text for s in samples([]))
+    cut = samples(["e"])
+    assert all("e" not in s.text for s in cut)
+    assert any(s.finish_reason == "stop" and s.tokens for s in cut)
 
 
 def test_resume_after_sigkill_repeats_rollouts_and_losses(root, tmp_path):

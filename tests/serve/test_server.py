@@ -322,19 +322,31 @@ def test_without_the_serve_extra_the_command_says_what_to_install(model_dir):
 
 def test_serves_bf16_weights_like_the_bf16_engine(helpers, model_dir, tok, tmp_path):
     """``--dtype bfloat16`` (the fast setting for many streams on AMX CPUs): the server answers what the
-    engine gives on the same weights cast to bf16, through the openai client."""
+    engine gives on the same weights cast to bf16, through the openai client — log-probs included,
+    which differ from the fp32 engine's, so the cast really happened."""
     import torch
 
     from olmoflow.inference.engine import Engine, GenerationRequest
     from olmoflow.model import load
 
+    prompt = "Open language models"
     s = helpers.Server(model_dir, "--dtype", "bfloat16", log=tmp_path / "bf16_server.log")
     try:
         c = openai.OpenAI(base_url=s.url + "/v1", api_key="unused", max_retries=0)
-        r = c.completions.create(model="tiny", prompt="Open language models", temperature=0, max_tokens=10)
+        r = c.completions.create(model="tiny", prompt=prompt, temperature=0, max_tokens=10, logprobs=1)
     finally:
         s.close()
-    model = load(model_dir).to(torch.bfloat16).eval()
-    ref = Engine(model, tokenizer=tok).generate([GenerationRequest(prompt=tok.encode("Open language models"),
-                                                                   max_new_tokens=10, stop_token_ids=tok.stop_ids)])[0]
-    assert r.choices[0].text == ref.text and r.usage.completion_tokens == len(ref.token_ids)
+
+    def engine(dtype):
+        model = load(model_dir).to(dtype).eval()
+        req = GenerationRequest(prompt=tok.encode(prompt), max_new_tokens=10, stop_token_ids=tok.stop_ids, logprobs=True)
+        return Engine(model, tokenizer=tok).generate([req])[0]
+
+    bf16, fp32 = engine(torch.bfloat16), engine(torch.float32)
+    assert r.choices[0].text == bf16.text and r.usage.completion_tokens == len(bf16.token_ids)
+    served = torch.tensor(r.choices[0].logprobs.token_logprobs)
+
+    def median_gap(ref):  # (the KV-slot layout moves a rare bf16 log-prob by ~1e-2: compare medians)
+        return (served - torch.tensor(ref.logprobs[: len(served)])).abs().median().item()
+
+    assert len(served) > 0 and median_gap(bf16) < 1e-3 < median_gap(fp32)
