@@ -61,7 +61,8 @@ def test_synthetic_documents_end_with_their_answer(tmp_path):
     assert stats["dropped"] == len(read_jsonl(tmp_path / "dropped.jsonl"))
 
 
-def test_dolmino_worked_solutions_are_correct_and_exclude_eval_problems(tmp_path):
+@pytest.mark.parametrize("trace", ["direct", "columns"])
+def test_dolmino_worked_solutions_are_correct_and_exclude_eval_problems(tmp_path, trace):
     import re
 
     from olmoflow.data.dolmino import build_dolmino
@@ -70,12 +71,30 @@ def test_dolmino_worked_solutions_are_correct_and_exclude_eval_problems(tmp_path
     ev = tmp_path / "eval.jsonl"
     write_jsonl(ev, [{"id": "e0", "question": "Ava has 3 apples. A friend gives Ava 4 more apples. How many apples "
                                               "does Ava have now?", "answer": "7"}])
-    counts = build_dolmino(tmp_path / "d", n_math=400, exclude_eval=ev, n_retrieval=4, retrieval_length=64)
+    counts = build_dolmino(tmp_path / "d", n_math=400, exclude_eval=ev, n_retrieval=4, retrieval_length=64,
+                           trace=trace)
     assert counts == {"math_worked": 400, "retrieval": 4}
     docs = read_jsonl(tmp_path / "d" / "math_worked.jsonl")
     for d in docs:
         assert "Ava has 3 apples." not in d["text"]
-        for a, op, b, c in re.findall(r"(\d+) ([-+*/]) (\d+) = (\d+)", d["text"]):
-            assert eval(f"{a} {op.replace('/', '//')} {b}") == int(c), d["text"]
+        equations = re.findall(r"((?:\d+ [-+*/] )+\d+) = (\d+)", d["text"])
+        assert equations, d["text"]
+        for lhs, value in equations:
+            assert eval(lhs.replace("/", "//")) == int(value), d["text"]
         assert d["text"].endswith(f"The answer is {d['metadata']['answer']}.")
+        if trace == "columns":
+            # every sum / difference is worked column by column: single digits (a carried or borrowed 1
+            # and a borrowed ten aside) on the left, then the value the columns spell
+            for a, op, b, cols, value in re.findall(r"(\d+) ([-+]) (\d+): ((?:\d+(?: [-+] \d+)+ = \d+\. )+)So (\d+)\.",
+                                                     d["text"]):
+                assert eval(f"{a} {op} {b}") == int(value), d["text"]
+                digits = [int(re.findall(r"\d+", c.split("=")[0])[0]) % 10 for c in cols.split(". ") if c]
+                assert len(digits) == len(str(max(int(a), int(b)))), d["text"]
+                last = [c.split("= ")[1].rstrip(".") for c in cols.split(". ") if c]
+                spelled = int(last[-1] + "".join(x[-1] for x in reversed(last[:-1])))
+                assert spelled == int(value), d["text"]
+        else:
+            assert ":" not in d["text"].split("Answer:")[1], d["text"]
     assert len({d["metadata"]["template"] for d in docs}) == 8
+    if trace == "columns":
+        assert sum(": " in d["text"].split("Answer:")[1] for d in docs) >= 400 * 5 / 8 - 1

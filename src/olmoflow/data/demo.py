@@ -76,6 +76,25 @@ def _t_arith(r: random.Random) -> tuple[str, int]:
     return f"What is {a} times {b} plus {c}?", a * b + c
 
 
+def column_steps(a: int, b: int, sign: int) -> list[str]:
+    """``a ± b`` column by column from the ones: ``47 + 58`` -> ["7 + 8 = 15", "4 + 5 + 1 = 10"];
+    ``63 - 28`` -> ["13 - 8 = 5", "6 - 2 - 1 = 3"] (a borrowed ten shows as the 1 before the
+    digit, and is paid back in the next column). Result digits: the last digit of each step, from
+    the last step back, with an addition's final carry in front (leading zeros dropped)."""
+    steps, carry = [], 0
+    for i in range(len(str(max(a, b)))):
+        da, db = a // 10**i % 10, b // 10**i % 10
+        if sign > 0:
+            total = da + db + carry
+            steps.append(f"{da} + {db}{' + 1' if carry else ''} = {total}")
+            carry = total // 10
+        else:
+            top = da + (10 if da - carry < db else 0)
+            steps.append(f"{top} - {db}{' - 1' if carry else ''} = {top - db - carry}")
+            carry = int(top > da)
+    return steps
+
+
 TEMPLATES: list[Callable[[random.Random], tuple[str, int]]] = [
     _t_add, _t_sub, _t_mul, _t_div, _t_two_step, _t_rect, _t_age, _t_arith,
 ]

@@ -22,32 +22,50 @@ import re
 from pathlib import Path
 from typing import Any
 
-from olmoflow.data.demo import CREATED, math_problems
+from olmoflow.data.demo import CREATED, column_steps, math_problems
 from olmoflow.io import read_jsonl, write_jsonl
 
-__all__ = ["build_dolmino", "worked_solution"]
+__all__ = ["TRACES", "build_dolmino", "worked_solution"]
 
 
-def worked_solution(question: str, answer: str, template: str) -> str:
+#: how a worked solution does a sum or difference: in one step (``47 + 58 = 105.``) or column by
+#: column from the ones (``47 + 58: 7 + 8 = 15. 4 + 5 + 1 = 10. So 105.``: single-digit facts
+#: with a carry, which a tiny model with a digit-splitting tokenizer can learn; products and
+#: quotients always take one step)
+TRACES = ("direct", "columns")
+
+
+def _sum(a: int, b: int, sign: int, trace: str) -> str:
+    op, value = ("+", a + b) if sign > 0 else ("-", a - b)
+    if trace == "direct":
+        return f"{a} {op} {b} = {value}."
+    steps = " ".join(f"{s}." for s in column_steps(a, b, sign))
+    return f"{a} {op} {b}: {steps} So {value}."
+
+
+def worked_solution(question: str, answer: str, template: str, trace: str = "direct") -> str:
     """The steps that lead to ``answer`` for a demo-corpus problem (numbers read from the question)."""
+    if trace not in TRACES:
+        raise ValueError(f"trace must be one of {TRACES}, not {trace!r}")
     n = [int(x) for x in re.findall(r"\d+", question)]
     if template == "add":
-        steps = f"{n[0]} + {n[1]} = {n[0] + n[1]}."
+        steps = _sum(n[0], n[1], 1, trace)
     elif template == "sub":
-        steps = f"{n[0]} - {n[1]} = {n[0] - n[1]}."
+        steps = _sum(n[0], n[1], -1, trace)
     elif template == "mul":
         steps = f"{n[0]} * {n[1]} = {n[0] * n[1]}."
     elif template == "div":
         steps = f"{n[0]} / {n[1]} = {n[0] // n[1]}."
     elif template == "two_step":
         qty, price, paid = n
-        steps = f"{qty} * {price} = {qty * price}. {paid} - {qty * price} = {paid - qty * price}."
+        steps = f"{qty} * {price} = {qty * price}. {_sum(paid, qty * price, -1, trace)}"
     elif template == "rect":
-        steps = f"{n[0]} + {n[1]} = {n[0] + n[1]}. 2 * {n[0] + n[1]} = {2 * (n[0] + n[1])}."
+        s = n[0] + n[1]
+        steps = f"{_sum(n[0], n[1], 1, trace)} {_sum(s, s, 1, trace)}"  # twice the sum of the sides
     elif template == "age":
-        steps = f"{n[0]} + {n[1]} = {n[0] + n[1]}. {n[0] + n[1]} + 5 = {n[0] + n[1] + 5}."
+        steps = f"{_sum(n[0], n[1], 1, trace)} {_sum(n[0] + n[1], 5, 1, trace)}"
     elif template == "arith":
-        steps = f"{n[0]} * {n[1]} = {n[0] * n[1]}. {n[0] * n[1]} + {n[2]} = {n[0] * n[1] + n[2]}."
+        steps = f"{n[0]} * {n[1]} = {n[0] * n[1]}. {_sum(n[0] * n[1], n[2], 1, trace)}"
     else:
         steps = ""
     return f"Question: {question}\nAnswer: {steps} The answer is {answer}.".replace("  ", " ")
@@ -56,7 +74,7 @@ def worked_solution(question: str, answer: str, template: str) -> str:
 def build_dolmino(out_dir: str | Path, *, n_math: int, exclude_eval: str | Path | None = None,
                   chat: str | Path | None = None, n_chat: int = 0, n_retrieval: int = 0,
                   retrieval_length: int = 128, retrieval_tasks: list[str] | None = None, seed: int = 0,
-                  count=None) -> dict[str, Any]:
+                  count=None, trace: str = "direct") -> dict[str, Any]:
     """Write ``math_worked.jsonl``, ``chat.jsonl`` and ``retrieval.jsonl`` (those asked for) into
     ``out_dir``; returns documents per source."""
     from olmoflow.data.long_context import synthetic_documents
@@ -67,7 +85,7 @@ def build_dolmino(out_dir: str | Path, *, n_math: int, exclude_eval: str | Path 
     exclude = {r["question"] for r in read_jsonl(exclude_eval)} if exclude_eval else set()
     probs = math_problems(n_math, seed + 7919, exclude=exclude)
     docs = {"math_worked": [{"id": f"math_worked/{i:06d}", "text": worked_solution(p["question"], p["answer"],
-                                                                                  p["template"]),
+                                                                                  p["template"], trace),
                              "source": "math_worked", "added": CREATED, "created": CREATED,
                              "metadata": {"template": p["template"], "answer": p["answer"]}}
                             for i, p in enumerate(probs)]}

@@ -340,7 +340,7 @@ def jsonl_task(path: str, kind: str | None) -> Task:
     if kind == "code":
         extra = dict(stop=["\nclass", "\ndef", "\n#", "\nif", "\nprint"], max_gen_toks=512, extract="none")
     if kind == "gen":
-        extra = dict(stop=["\n\n", "\nQuestion:"], max_gen_toks=64)
+        extra = dict(stop=["\n\n", "\nQuestion:"], max_gen_toks=128)
     if kind == "chat":
         extra = dict(max_gen_toks=128)
 

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from olmoflow.data.demo import ITEMS, NAMES
+from olmoflow.data.demo import ITEMS, NAMES, column_steps
 from olmoflow.data.steps.decontaminate import DecontaminateConfig, EvalIndex
 from olmoflow.errors import OlmoflowError
 from olmoflow.io import atomic_write_json, write_jsonl
@@ -119,25 +119,6 @@ ARITH_STYLES = ("digits", "words", "story")
 ARITH_TRACES = ("place", "columns")
 
 
-def _column_steps(a: int, b: int, sign: int) -> list[str]:
-    """``a ± b`` column by column from the ones: ``47 + 58`` -> ["7 + 8 = 15", "4 + 5 + 1 = 10"];
-    ``63 - 28`` -> ["13 - 8 = 5", "6 - 2 - 1 = 3"] (a borrowed ten shows as the 1 before the
-    digit, and is paid back in the next column). Result digits: the last digit of each step, from
-    the last step back, with an addition's final carry in front (leading zeros dropped)."""
-    steps, carry = [], 0
-    for i in range(len(str(max(a, b)))):
-        da, db = a // 10**i % 10, b // 10**i % 10
-        if sign > 0:
-            total = da + db + carry
-            steps.append(f"{da} + {db}{' + 1' if carry else ''} = {total}")
-            carry = total // 10
-        else:
-            top = da + (10 if da - carry < db else 0)
-            steps.append(f"{top} - {db}{' - 1' if carry else ''} = {top - db - carry}")
-            carry = int(top > da)
-    return steps
-
-
 def _arith_generator(digits: int = 3, styles: tuple[str, ...] = ARITH_STYLES, trace: str = "place") -> Generator:
     """Addition/subtraction problems with operands of 2..``digits`` digits (1 digit: 1..9), asked in
     one of ``styles`` and worked out in a ``trace`` (:data:`ARITH_TRACES`); subtraction never goes
@@ -163,7 +144,7 @@ def _arith_generator(digits: int = 3, styles: tuple[str, ...] = ARITH_STYLES, tr
             question = r.choice(("What is {a} {w} {b}?", "Compute {a} {o} {b}.", "{a} {o} {b} = ?")).format(
                 a=a, b=b, w="plus" if sign > 0 else "minus", o="+" if sign > 0 else "-")
             intro = f"We need {a} {'+' if sign > 0 else '-'} {b}."
-        steps = (_place_steps if trace == "place" else _column_steps)(a, b, sign)
+        steps = (_place_steps if trace == "place" else column_steps)(a, b, sign)
         thinking = " ".join([intro, *[s + "." for s in steps]])
         key = f"{'+' if sign > 0 else '-'}:{a}:{b}"
         train = {"messages": [_user(question), _assistant(f"The answer is {answer}.", thinking)], "answer": str(answer)}

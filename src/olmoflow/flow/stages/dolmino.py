@@ -10,7 +10,7 @@ tokens). Output: one Dolma JSONL file per source; tokenize it and mix it with ``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -24,6 +24,9 @@ class DolminoConfig(StageConfig):
     #: length of the retrieval documents (tokens of the tokenizer input, else words): the pretraining context
     retrieval_length: int = Field(128, ge=16)
     retrieval_tasks: list[str] | None = None
+    #: how worked solutions do sums and differences: ``direct`` (one step) or ``columns`` (column by column
+    #: from the ones, with carries: what a tiny model can learn to compute)
+    trace: Literal["direct", "columns"] = "direct"
 
 
 @register_stage("dolmino", description="Dolmino-like midtraining documents: worked math, chat, retrieval",
@@ -39,4 +42,4 @@ def run(config: DolminoConfig, inputs: dict[str, Path], out_dir: Path, ctx: Stag
     return build_dolmino(out_dir, n_math=config.n_math, exclude_eval=inputs.get("exclude"), chat=chat,
                          n_chat=config.n_chat, n_retrieval=config.n_retrieval,
                          retrieval_length=config.retrieval_length, retrieval_tasks=config.retrieval_tasks,
-                         seed=ctx.seed, count=count)
+                         seed=ctx.seed, count=count, trace=config.trace)
