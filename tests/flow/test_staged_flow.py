@@ -39,8 +39,8 @@ def test_staged_flow_quick_variant_runs_and_reports_its_controls(tmp_path, monke
                          "soup_seeds"]
     # the soup's ingredients are branches of midtrain_a: both start from one of its checkpoints
     for b in ("branch_a", "branch_b"):
-        init = json.loads((art[b] / "config.json").read_text())["init_from"]
-        assert Path(init).parent.parent == art["midtrain_a"] and json.loads((art[b] / "config.json").read_text())["init_optimizer"]
+        cfg = json.loads((art[b] / "config.json").read_text())
+        assert Path(cfg["init_from"]).parent.parent == art["midtrain_a"] and cfg["init_optimizer"]
     ctl = json.loads((art["continued"] / "config.json").read_text())
     mt = json.loads((art["midtrain_a"] / "config.json").read_text())
     assert ctl["steps"] == mt["steps"] and ctl["global_batch_tokens"] == mt["global_batch_tokens"]  # equal tokens
