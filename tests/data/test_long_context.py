@@ -11,7 +11,6 @@ from olmoflow.data.long_context import (
     build_long_documents,
     compressibility_filter,
     concatenate_related,
-    copy_drill,
     gzip_ratio,
     synthetic_documents,
 )
@@ -60,25 +59,6 @@ def test_synthetic_documents_end_with_their_answer(tmp_path):
                                  synthetic_lengths=[100])
     assert stats["synthetic"] == 4 and len(read_jsonl(tmp_path / "synthetic.jsonl")) == 4
     assert stats["dropped"] == len(read_jsonl(tmp_path / "dropped.jsonl"))
-
-
-def test_copy_drill_repeats_its_list_within_the_length():
-    count = lambda t: len(t.split())  # noqa: E731
-    seen = set()
-    for i in range(30):
-        text = copy_drill(random.Random(i), 60, count, words=["alpha", "beta", "gamma"])
-        head, again = text.split(" The list again: ")
-        first = head.removeprefix("Copy the list. ").split(".")[0]
-        assert again == f"{first}." and count(text) <= 60
-        items = first.split()
-        assert len(items) >= 2 and all(w in ("alpha", "beta", "gamma") or (w.isdigit() and len(w) == 5) for w in items)
-        seen.add(text)
-    assert len(seen) == 30  # random lists, not one drill
-    docs = synthetic_documents(4, [40], seed=0, tasks=["copy", "passkey"], count=count)
-    assert [d["metadata"]["task"] for d in docs] == ["copy", "passkey", "copy", "passkey"]
-    assert docs == synthetic_documents(4, [40], seed=0, tasks=["copy", "passkey"], count=count)
-    with pytest.raises(OlmoflowError, match="unknown task 'cpy'.*copy"):
-        synthetic_documents(2, [40], tasks=["cpy"])
 
 
 @pytest.mark.parametrize("trace", ["direct", "columns"])

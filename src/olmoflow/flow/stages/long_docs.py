@@ -5,8 +5,7 @@ Inputs: ``docs`` (documents: a demo corpus ``docs/`` dir, a curate output, JSONL
 (ids sharing a prefix: one package's modules, one topic's pages) are joined into long documents,
 the most and least gzip-compressible ``drop_low`` / ``drop_high`` of them are dropped, and
 ``n_synthetic`` documents with retrieval targets (pass keys, keyed magic numbers, variable chains,
-word counts: the RULER task generators with training seeds; ``copy`` drills: a list of random
-words and numbers repeated, the tokenizer's one-token words as items) are added.
+word counts: the RULER task generators with training seeds) are added.
 Output: ``long.jsonl`` (source ``long``), ``synthetic.jsonl`` (source ``synthetic``),
 ``dropped.jsonl`` (with the reason) and ``stats.json``; tokenize it with a ``tokenize`` stage.
 """
@@ -30,7 +29,7 @@ class LongDocsConfig(StageConfig):
     n_synthetic: int = Field(0, ge=0)
     #: lengths of the synthetic documents (tokens of the tokenizer input, else words)
     synthetic_lengths: list[int] = Field(default_factory=lambda: [512])
-    #: RULER task generators to draw from (None: all four), or ``copy`` (training-only copy drills)
+    #: RULER task generators to draw from (None: all four)
     synthetic_tasks: list[str] | None = None
 
 
@@ -39,15 +38,13 @@ class LongDocsConfig(StageConfig):
                 release=(ReleaseFiles("stats.json", "data/{stage}/"),))
 def run(config: LongDocsConfig, inputs: dict[str, Path], out_dir: Path, ctx: StageContext) -> dict[str, Any]:
     from olmoflow.data.documents import iter_docs
-    from olmoflow.data.long_context import build_long_documents, vocab_words
+    from olmoflow.data.long_context import build_long_documents
     from olmoflow.eval.ruler import _token_counter
 
     src = need(inputs, "docs", ctx.stage, "documents to join into long ones")
     docs = [d for f in files_in(src) for d in iter_docs(f)]
-    tok = inputs.get("tokenizer")
-    count = _token_counter(str(tok)) if tok is not None else None
-    words = vocab_words(tok) if tok is not None and "copy" in (config.synthetic_tasks or []) else None
+    count = _token_counter(str(inputs["tokenizer"])) if inputs.get("tokenizer") is not None else None
     return build_long_documents(docs, out_dir, min_chars=config.min_chars, max_chars=config.max_chars,
                                 n_synthetic=config.n_synthetic, synthetic_lengths=config.synthetic_lengths,
                                 synthetic_tasks=config.synthetic_tasks, drop_low=config.drop_low,
-                                drop_high=config.drop_high, seed=ctx.seed, count=count, words=words)
+                                drop_high=config.drop_high, seed=ctx.seed, count=count)
