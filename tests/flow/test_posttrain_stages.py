@@ -47,7 +47,7 @@ def _flow(tmp_path: Path, tok: Path, model: Path, **over) -> Path:
                 "inputs": {"model": "${stages.sft}", "tokenizer": str(tok), "data": "${stages.pairs}"}},
         "rlvr": {"type": "rlvr", "config": {"seq_len": 384, "micro_batch": 8, "steps": 2, "prompts_per_step": 2,
                                             "rollout": {"group_size": 2, "max_new_tokens": 8}, "eval_every": 2,
-                                            "max_rounds": 1, "active_sampling": False},
+                                            "max_rounds": 1, "active_sampling": False, "eval_samples": 2},
                  "inputs": {"model": "${stages.dpo}", "tokenizer": str(tok), "data": "${stages.chat}/heldout/arith.jsonl",
                             "heldout": "${stages.chat}"}},
         "rlvr_random": {"type": "rlvr", "config": {"seq_len": 384, "micro_batch": 8, "steps": 2, "prompts_per_step": 2,
@@ -80,7 +80,7 @@ def test_posttrain_stages_run_as_a_flow_with_report_sections(tmp_path, base):
     dpo_recs = [json.loads(x) for x in (arts["dpo"] / "metrics.jsonl").read_text().splitlines()]
     assert {"reward_acc", "reward_margin", "chosen_logratio", "rejected_logratio"} <= dpo_recs[0].keys()
     rl_last = json.loads((arts["rlvr"] / "metrics.jsonl").read_text().splitlines()[-1])
-    assert "heldout_acc" in rl_last and "reward_mean" in rl_last
+    assert "heldout_acc" in rl_last and "heldout_pass1" in rl_last and "reward_mean" in rl_last
     # lineage: dpo's manifest names the sft and pairs artifacts as its inputs
     dpo_manifest = json.loads((arts["dpo"] / "manifest.json").read_text())
     assert json.dumps(dpo_manifest).count(arts["sft"].name) >= 1
@@ -88,7 +88,7 @@ def test_posttrain_stages_run_as_a_flow_with_report_sections(tmp_path, base):
     text = Path(report).read_text()
     for title in ("Post-training: SFT", "Post-training: DPO", "Post-training: RLVR"):
         assert title in text
-    assert "rlvr_random" in text and "held-out accuracy at start" in text
+    assert "rlvr_random" in text and "| rlvr | verifier | 0 |" in text and "pass@1 (sampled)" in text
 
 
 def test_posttrain_stage_refuses_runner_paths_in_its_config(tmp_path, base):

@@ -225,6 +225,31 @@ def test_solved_prompts_are_retired_and_empty_step_is_skipped(root):
 # ---------------------------------------------------------------------------- end to end
 
 
+def test_heldout_pass1_scores_seeded_samples_at_the_rollout_temperature(root):
+    """``eval_samples``: k samples per held-out prompt at the rollout temperature, scored by the
+    verifier; the same seeds every evaluation, so an unchanged model gets the same number."""
+    recs = _records(6, verifier="test_grpo_has_char", test_char="e")
+    heldout = write_jsonl(root / "pass1_heldout.jsonl", recs)
+    cfg = _config(root, "pass1", recs, data={"paths": [str(heldout)], "heldout_paths": [str(heldout)]},
+                  eval_samples=3, rollout={"group_size": G, "max_new_tokens": 6, "temperature": 1.0})
+    obj = _objective(cfg)
+    model = load(cfg.init_from)
+    first, again = obj.validate(model), obj.validate(model)
+    assert first == again
+    # by hand: the same seeded samples from the engine, scored by the record's verifier
+    from olmoflow.posttrain.grpo import _seed
+
+    seeds = [[_seed(cfg.seed, "heldout", i, j) for j in range(3)] for i in range(len(recs))]
+    groups = obj.backend.generate(obj.heldout_ids, 3, 6, 1.0, 1.0, seeds)
+    hits = [float("e" in s.text) for g in groups for s in g]
+    assert first["heldout_pass1"] == pytest.approx(sum(hits) / len(hits))
+    assert 0.0 < first["heldout_pass1"] < 1.0  # the random model sometimes writes an "e": not by construction
+    assert "heldout_pass1" not in _objective(_config(root, "pass1_off", recs,
+                                                     data={"paths": [str(heldout)],
+                                                           "heldout_paths": [str(heldout)]})).validate(model)
+
+
+
 def test_rl_zero_plain_format_and_random_reward_run(root):
     zero = _config(root, "zero", _records(8), prompt_format="plain", reward="verifier", active_sampling=False,
                    measure_kl=True)

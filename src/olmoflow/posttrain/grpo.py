@@ -107,6 +107,10 @@ class GRPOConfig(TrainConfig):
     spike_skip: bool = False
     #: held-out accuracy before the first step too (the curves' starting point)
     eval_at_start: bool = True
+    #: also sample this many responses per held-out prompt at the rollout temperature and report their
+    #: mean accuracy (``heldout_pass1``, pass@1 averaged over samples, as reasoning evaluations sample);
+    #: the same seeds at every evaluation, so the curve moves only with the model. 0: greedy only
+    eval_samples: int = Field(0, ge=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -484,7 +488,15 @@ class GRPOObjective(Objective):
         self.backend.sync(model)
         res = self._greedy()
         scores = [float(verify(rec, r)[0] or 0.0) for rec, r in zip(self.heldout, res)]
-        return {"heldout_reward": float(np.mean(scores)), "heldout_acc": float(np.mean([s >= 1.0 for s in scores]))}
+        out = {"heldout_reward": float(np.mean(scores)), "heldout_acc": float(np.mean([s >= 1.0 for s in scores]))}
+        k = self.cfg.eval_samples
+        if k:
+            ro = self.cfg.rollout
+            seeds = [[_seed(self.cfg.seed, "heldout", i, j) for j in range(k)] for i in range(len(self.heldout_ids))]
+            groups = self.backend.generate(self.heldout_ids, k, ro.max_new_tokens, ro.temperature, ro.top_p, seeds)
+            out["heldout_pass1"] = float(np.mean([float(verify(rec, s.text)[0] or 0.0) >= 1.0
+                                                  for rec, group in zip(self.heldout, groups) for s in group]))
+        return out
 
     def _greedy(self) -> list[str]:
         res = self.backend.generate(self.heldout_ids, 1, self.cfg.rollout.max_new_tokens, 0.0, 1.0,

@@ -156,27 +156,29 @@ def dpo_section(arts: list[StageArtifact], workdir: Path) -> list[str]:
 
 
 def rl_section(arts: list[StageArtifact], workdir: Path) -> list[str]:
-    lines = ["RLVR (GRPO): reward of the sampled groups and greedy accuracy on held-out prompts; runs with "
+    lines = ["RLVR (GRPO): reward of the sampled groups and accuracy on held-out prompts (greedy; with "
+             "`eval_samples`, also pass@1 averaged over samples at the rollout temperature); runs with "
              "`reward: random` are the spurious-reward control."]
     lines += ["", *_table(arts, ("reward_mean", "zero_std_dropped_frac", "retired_prompts", "entropy", "kl",
                                   "clip_high"))]
-    gains = ["", "| stage | reward | seed | held-out items | held-out accuracy at start | at end | change (points) |",
-             "|---|---|---|---|---|---|---|"]
+    gains = ["", "| stage | reward | seed | held-out items | metric | at start | at end | change (points) |",
+             "|---|---|---|---|---|---|---|---|"]
     for a in arts:
-        acc = [r for r in _records(a) if r.get("heldout_acc") is not None]
-        if len(acc) < 2:
-            continue
         cfg = a.manifest.get("config") or {}
-        first, last = acc[0], acc[-1]
         seed = cfg.get("seed", a.manifest.get("seed", ""))
         n = (cfg.get("data") or {}).get("heldout_limit", "")
-        gains.append(f"| {a.name} | {cfg.get('reward', 'verifier')} | {seed} | {n} | {first['heldout_acc']:.3f} "
-                     f"(step {first['step']}) | {last['heldout_acc']:.3f} (step {last['step']}) | "
-                     f"{100 * (last['heldout_acc'] - first['heldout_acc']):+.1f} |")
+        for key, label in (("heldout_acc", "greedy"), ("heldout_pass1", "pass@1 (sampled)")):
+            acc = [r for r in _records(a) if r.get(key) is not None]
+            if len(acc) < 2:
+                continue
+            first, last = acc[0], acc[-1]
+            gains.append(f"| {a.name} | {cfg.get('reward', 'verifier')} | {seed} | {n} | {label} | "
+                         f"{first[key]:.3f} (step {first['step']}) | {last[key]:.3f} (step {last['step']}) | "
+                         f"{100 * (last[key] - first[key]):+.1f} |")
     if len(gains) > 3:
         lines += gains
-    lines += _curves(arts, workdir, ("reward_mean", "heldout_acc"), "RLVR reward and held-out accuracy",
-                     "rl-curves.png", "reward / accuracy")
+    lines += _curves(arts, workdir, ("reward_mean", "heldout_acc", "heldout_pass1"),
+                     "RLVR reward and held-out accuracy", "rl-curves.png", "reward / accuracy")
     return lines
 
 
